@@ -1,0 +1,83 @@
+import { EntitySchema } from 'typeorm';
+import { DEFAULT_TABLE_NAME } from '../rlock.constants';
+
+/**
+ * A row of the lock table. Instants are microseconds since the Unix epoch, taken from
+ * the database's clock.
+ * @publicApi
+ */
+export interface RLockRow {
+  /** SHA-256 (hex) of the name's UTF-8 bytes: the primary key. */
+  id: string;
+  /** The lock's name. */
+  name: string;
+  /** Owner token of the current acquisition; null when free. */
+  token: string | null;
+  /** Fencing token: grows with every grant, never goes back. */
+  fence: string;
+  /** Label of the current (or most recent) holder. */
+  holder: string | null;
+  acquiredAt: string | null;
+  expiresAt: string | null;
+  releasedAt: string | null;
+  /** How the previous holding ended. */
+  lastOutcome: string | null;
+  /** The error the previous holder left (JSON). */
+  lastError: string | null;
+}
+
+/** The columns, shared by the entity and the migration. */
+export const RLOCK_COLUMNS = [
+  { property: 'id', name: 'id', type: 'varchar', length: 64, primary: true },
+  { property: 'name', name: 'name', type: 'varchar', length: 255 },
+  { property: 'token', name: 'token', type: 'varchar', length: 32, nullable: true },
+  { property: 'fence', name: 'fence', type: 'bigint' },
+  { property: 'holder', name: 'holder', type: 'varchar', length: 255, nullable: true },
+  { property: 'acquiredAt', name: 'acquired_at', type: 'bigint', nullable: true },
+  { property: 'expiresAt', name: 'expires_at', type: 'bigint', nullable: true },
+  { property: 'releasedAt', name: 'released_at', type: 'bigint', nullable: true },
+  { property: 'lastOutcome', name: 'last_outcome', type: 'varchar', length: 16, nullable: true },
+  { property: 'lastError', name: 'last_error', type: 'text', nullable: true },
+] as const;
+
+/** Splits `schema.table` into its parts. */
+export function splitTableName(tableName: string): { schema?: string; table: string } {
+  const dot = tableName.indexOf('.');
+  return dot === -1
+    ? { table: tableName }
+    : { schema: tableName.slice(0, dot), table: tableName.slice(dot + 1) };
+}
+
+const schemas = new Map<string, EntitySchema<RLockRow>>();
+
+/**
+ * The TypeORM entity of the lock table; `RLockModule` registers it through
+ * `TypeOrmModule.forFeature()`. Add it to `entities` yourself if your data source does
+ * not use `autoLoadEntities`. One schema object per table name.
+ * @publicApi
+ */
+export function createRLockEntity(tableName: string = DEFAULT_TABLE_NAME): EntitySchema<RLockRow> {
+  let schema = schemas.get(tableName);
+  if (schema === undefined) {
+    const { schema: dbSchema, table } = splitTableName(tableName);
+    schema = new EntitySchema<RLockRow>({
+      name: tableName === DEFAULT_TABLE_NAME ? 'RLock' : `RLock_${tableName.replace('.', '_')}`,
+      tableName: table,
+      schema: dbSchema,
+      columns: Object.fromEntries(
+        RLOCK_COLUMNS.map((c) => [
+          c.property,
+          {
+            name: c.name,
+            type: c.type,
+            length: 'length' in c ? c.length : undefined,
+            primary: 'primary' in c ? c.primary : undefined,
+            nullable: 'nullable' in c ? c.nullable : false,
+          },
+        ]),
+      ) as never,
+    });
+    schemas.set(tableName, schema);
+  }
+  return schema;
+}

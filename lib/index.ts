@@ -1,0 +1,20 @@
+export { RLockModule } from './rlock.module';
+export { RLockService } from './rlock.service';
+export { RemoteLock } from './remote-lock';
+export {
+  RLOCK_MODULE_OPTIONS,
+  RLOCK_DEFAULTS,
+  RLOCK_LIMITS,
+  DEFAULT_TABLE_NAME,
+} from './rlock.constants';
+export * from './errors';
+export type { ErrorClass } from './errors/error-codec';
+export type {
+  RLockModuleOptions,
+  RLockModuleAsyncOptions,
+  RLockRuntimeOptions,
+} from './interfaces/rlock-module-options.interface';
+export type { LockOptions, WithLockOptions } from './interfaces/lock-options.interface';
+export type { LockState, LockOutcome } from './interfaces/lock-state.interface';
+export { createRLockEntity, type RLockRow } from './entities/rlock.entity';
+export { createRLockMigration } from './migrations/create-rlock-table.migration';

@@ -1,0 +1,53 @@
+import type { ModuleMetadata } from '@nestjs/common';
+import type { ErrorClass } from '../errors/error-codec';
+
+/**
+ * Options of `RLockModule.forRoot()`.
+ * @publicApi
+ */
+export interface RLockModuleOptions {
+  /** Name of the TypeORM data source holding the lock table. Default: the default data source. */
+  dataSource?: string;
+  /** Name of the lock table (`name` or `schema.name`). Default: `rlock`. */
+  tableName?: string;
+  /** Default acquire timeout of `lock()`, `withLock()` and `@WithRemoteLock`, in ms. Default: 30,000. */
+  acquireTimeoutMs?: number;
+  /** Default lease (ttl): how long a lock outlives a crashed holder, in ms. Renewed every third of it. Default: 30,000. */
+  ttlMs?: number;
+  /** Bounds of the waiting backoff (exponential, with jitter), in ms. Default: `{ minMs: 5, maxMs: 200 }`. */
+  backoff?: { minMs?: number; maxMs?: number };
+  /** Error classes to rebuild `lastError` as, so that `instanceof` works across processes. */
+  errors?: ErrorClass[];
+  /** Largest stored error JSON, in bytes; larger errors are cut down, never refused. Default: 8,192. */
+  maxErrorBytes?: number;
+  /** Whether stored errors keep their stack trace. Default: false. */
+  includeStack?: boolean;
+  /** A label for humans naming this instance in the lock table. Default: `host:pid`. */
+  holder?: string;
+  /** Whether the module is global. Default: true. */
+  isGlobal?: boolean;
+}
+
+/**
+ * The part of the options a `forRootAsync()` factory may return: everything except
+ * what decides injection tokens (`dataSource`, `tableName`, `isGlobal`).
+ * @publicApi
+ */
+export type RLockRuntimeOptions = Omit<RLockModuleOptions, 'dataSource' | 'tableName' | 'isGlobal'>;
+
+/**
+ * Options of `RLockModule.forRootAsync()`.
+ * @publicApi
+ */
+export interface RLockModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  /** Name of the TypeORM data source holding the lock table. Default: the default data source. */
+  dataSource?: string;
+  /** Name of the lock table. Default: `rlock`. */
+  tableName?: string;
+  /** Whether the module is global. Default: true. */
+  isGlobal?: boolean;
+  /** Providers to inject into `useFactory`. */
+  inject?: any[];
+  /** Returns the remaining options. */
+  useFactory: (...args: any[]) => RLockRuntimeOptions | Promise<RLockRuntimeOptions>;
+}

@@ -1,0 +1,263 @@
+import { LockLostError } from './errors/lock-lost.error';
+import { assertDuration } from './internal/validate';
+import { RLOCK_LIMITS } from './rlock.constants';
+import { MESSAGES } from './rlock.messages';
+
+/** What a held lock needs from the service that granted it. Internal. */
+export interface LockLease {
+  readonly key: string;
+  readonly token: string;
+  ttlMs: number;
+  /** Renews the lease; the new end (µs, database clock), or null when it is no longer ours. Throws LockDatabaseError. */
+  renew(ttlMs: number): Promise<number | null>;
+  /** Releases with an outcome; false when it is no longer ours. Throws LockDatabaseError. */
+  release(failed: boolean, error: unknown): Promise<boolean>;
+  /** Called once when this process stops holding the lock (released, lost or given up). */
+  settled(lock: RemoteLock): void;
+}
+
+type State = 'held' | 'releasing' | 'released' | 'lost';
+
+let releaseWithOutcome: (lock: RemoteLock, failed: boolean, error: unknown) => Promise<void>;
+let stopRenewing: (lock: RemoteLock) => void;
+
+/**
+ * A held lock, returned by `RLockService.lock()`, `tryLock()` and given to `withLock()`
+ * callbacks. Its lease is renewed in the background until `unlock()`; if the lease is
+ * lost, `signal` aborts with a {@link LockLostError}.
+ * @publicApi
+ */
+export class RemoteLock {
+  /** The lock's name. */
+  readonly name: string;
+  /** Fencing token of this acquisition: larger than every fence handed out before for this name. */
+  readonly fence: number;
+  /**
+   * The outcome the previous holder left: `null` after a clean release or on first use,
+   * the error it passed to `unlock(error)` (rebuilt as a registered class when possible),
+   * a `LeaseExpiredError` if it vanished without releasing, a `ForceReleasedError` after
+   * an operator freed the lock.
+   */
+  readonly lastError: Error | null;
+
+  #lease: LockLease | null;
+  #parent: RemoteLock | null;
+  #state: State = 'held';
+  #expiresAt: Date;
+  #localDeadline: number;
+  #lostError: LockLostError | undefined;
+  #settled = false;
+  #releasing: Promise<void> | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  readonly #controller: AbortController;
+
+  /** @internal Created by RLockService only. */
+  constructor(
+    init:
+      | {
+          name: string;
+          fence: number;
+          lastError: Error | null;
+          expiresAtUs: number;
+          /** performance.now() when the granting statement was sent. */
+          sentAt: number;
+          lease: LockLease;
+        }
+      | { parent: RemoteLock },
+  ) {
+    if ('parent' in init) {
+      const parent = init.parent;
+      this.name = parent.name;
+      this.fence = parent.fence;
+      this.lastError = parent.lastError;
+      this.#lease = null;
+      this.#parent = parent;
+      this.#expiresAt = parent.expiresAt;
+      this.#localDeadline = 0;
+      this.#controller = parent.#controller;
+      return;
+    }
+    this.name = init.name;
+    this.fence = init.fence;
+    this.lastError = init.lastError;
+    this.#lease = init.lease;
+    this.#parent = null;
+    this.#expiresAt = new Date(init.expiresAtUs / 1000);
+    this.#localDeadline = init.sentAt + init.lease.ttlMs;
+    this.#controller = new AbortController();
+    this.#schedule();
+  }
+
+  /** When the lease ends unless renewed (database clock). */
+  get expiresAt(): Date {
+    return this.#parent ? this.#parent.expiresAt : this.#expiresAt;
+  }
+
+  /** Aborts with a {@link LockLostError} when the lease is lost. Pass it to the work the lock guards. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Whether this handle still holds the lock, as far as this process knows. */
+  get isHeld(): boolean {
+    return this.#parent ? this.#parent.isHeld && this.#state === 'held' : this.#state === 'held';
+  }
+
+  /**
+   * Extends the lease to `ttlMs` from now (database clock) and uses that lease for the
+   * background renewals from then on. Rejects with {@link LockLostError} if the lock is
+   * no longer held.
+   */
+  async extend(ttlMs?: number): Promise<void> {
+    if (ttlMs !== undefined) assertDuration(ttlMs, 'ttlMs', RLOCK_LIMITS.minTtlMs);
+    if (this.#parent) {
+      if (this.#state !== 'held') throw this.#notHeld();
+      return this.#parent.extend(ttlMs);
+    }
+    if (this.#state !== 'held') throw this.#notHeld();
+    const lease = this.#lease!;
+    if (ttlMs !== undefined) lease.ttlMs = ttlMs;
+    await this.#renew();
+    if (this.#state !== 'held') throw this.#notHeld();
+  }
+
+  /**
+   * Releases the lock, recording the outcome for the next holder: `unlock()` or
+   * `unlock(null)` for success, `unlock(error)` to hand the error over. A second call is
+   * a no-op; rejects with {@link LockLostError} if the lock was lost before.
+   */
+  unlock(error?: unknown): Promise<void> {
+    return this.#release(error !== undefined && error !== null, error);
+  }
+
+  async #release(failed: boolean, error: unknown): Promise<void> {
+    if (this.#parent) {
+      // A re-entered lock belongs to the enclosing section, which releases it.
+      if (this.#state === 'held') this.#state = 'released';
+      return;
+    }
+    if (this.#state === 'released') return;
+    if (this.#state === 'lost') throw this.#lostError!;
+    if (this.#releasing) return this.#releasing;
+    this.#state = 'releasing';
+    this.#stopTimers();
+    this.#releasing = (async () => {
+      let released: boolean;
+      try {
+        released = await this.#lease!.release(failed, error);
+      } catch (databaseError) {
+        // Still ours until the lease ends: a later unlock() may try again. Renewals
+        // stay stopped so that the lease runs out if nobody does.
+        this.#state = 'held';
+        this.#releasing = undefined;
+        this.#settle();
+        throw databaseError;
+      }
+      if (!released) {
+        this.#lose(MESSAGES.lostTakenOver);
+        throw this.#lostError!;
+      }
+      this.#state = 'released';
+      this.#settle();
+    })();
+    return this.#releasing;
+  }
+
+  #notHeld(): LockLostError {
+    const parentLost = this.#parent === null ? undefined : this.#parent.#lostError;
+    return this.#lostError ?? parentLost ?? new LockLostError(this.name, MESSAGES.lostReleased);
+  }
+
+  #schedule(): void {
+    this.#stopTimers();
+    const lease = this.#lease!;
+    const wait = Math.max(0, this.#localDeadline - performance.now());
+    this.#renewTimer = setTimeout(() => void this.#renew().catch(() => undefined), lease.ttlMs / 3);
+    this.#renewTimer.unref();
+    this.#deadlineTimer = setTimeout(() => this.#lose(MESSAGES.lostExpired), wait);
+    this.#deadlineTimer.unref();
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#state !== 'held') return;
+    const lease = this.#lease!;
+    const ttlMs = lease.ttlMs;
+    const sentAt = performance.now();
+    let end: number | null;
+    try {
+      end = await lease.renew(ttlMs);
+    } catch (error) {
+      if (this.#state !== 'held') return;
+      const left = this.#localDeadline - performance.now();
+      if (left <= 0) {
+        this.#lose(MESSAGES.lostExpired, error);
+        return;
+      }
+      // Try again soon, before the lease runs out; the deadline timer stays armed.
+      clearTimeout(this.#renewTimer);
+      this.#renewTimer = setTimeout(
+        () => void this.#renew().catch(() => undefined),
+        Math.min(ttlMs / 6, left / 2),
+      );
+      this.#renewTimer.unref();
+      throw error;
+    }
+    if (this.#state !== 'held') return;
+    if (end === null) {
+      this.#lose(MESSAGES.lostTakenOver);
+      return;
+    }
+    this.#expiresAt = new Date(end / 1000);
+    this.#localDeadline = sentAt + ttlMs;
+    this.#schedule();
+  }
+
+  #lose(why: string, cause?: unknown): void {
+    if (this.#state === 'lost' || this.#state === 'released') return;
+    this.#state = 'lost';
+    this.#stopTimers();
+    this.#lostError = new LockLostError(
+      this.name,
+      why,
+      cause === undefined ? undefined : { cause },
+    );
+    this.#settle();
+    this.#controller.abort(this.#lostError);
+  }
+
+  #stopTimers(): void {
+    clearTimeout(this.#renewTimer);
+    clearTimeout(this.#deadlineTimer);
+    this.#renewTimer = undefined;
+    this.#deadlineTimer = undefined;
+  }
+
+  #settle(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#lease!.settled(this);
+  }
+
+  static {
+    releaseWithOutcome = (lock, failed, error) => lock.#release(failed, error);
+    stopRenewing = (lock) => {
+      if (lock.#state === 'held') lock.#stopTimers();
+    };
+  }
+}
+
+/** Creates the handle of a lock re-entered by its own locked section. Internal. */
+export function reenteredLock(parent: RemoteLock): RemoteLock {
+  return new RemoteLock({ parent });
+}
+
+/** Releases recording a failure, even when the thrown value is `undefined`. Internal. */
+export function unlockWithError(lock: RemoteLock, error: unknown): Promise<void> {
+  return releaseWithOutcome(lock, true, error);
+}
+
+/** Stops the background renewal of a held lock (shutdown). Internal. */
+export function stopRenewal(lock: RemoteLock): void {
+  stopRenewing(lock);
+}

@@ -1,0 +1,37 @@
+import { Test, type TestingModule } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { RLockModule, RLockService, type RLockModuleOptions } from '../../lib';
+import type { TestDatabase } from './databases';
+
+/** A running Nest application context with the lock module on a test database. */
+export interface TestApp {
+  module: TestingModule;
+  service: RLockService;
+  dataSource: DataSource;
+  close(): Promise<void>;
+}
+
+/** Starts a Nest context with TypeORM (synchronize) and RLockModule on `db`. */
+export async function createTestApp(
+  db: TestDatabase,
+  options: RLockModuleOptions,
+  extra: { imports?: any[]; providers?: any[]; controllers?: any[] } = {},
+): Promise<TestApp> {
+  const module = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRoot({ ...db.options(), synchronize: true, autoLoadEntities: true }),
+      RLockModule.forRoot(options),
+      ...(extra.imports ?? []),
+    ],
+    providers: extra.providers ?? [],
+    controllers: extra.controllers ?? [],
+  }).compile();
+  await module.init();
+  return {
+    module,
+    service: module.get(RLockService),
+    dataSource: module.get(DataSource),
+    close: () => module.close(),
+  };
+}
