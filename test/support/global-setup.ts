@@ -21,7 +21,14 @@ export default async function globalSetup(): Promise<void> {
     if (requireAll) throw new Error(`${REQUIRE_ALL_ENV}=1 but ${line}`);
     process.stdout.write(`\n${line}\n`);
   }
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  // Several runs may share this work tree: build under a lock so none reads a half-written dist/.
+  execFileSync(
+    'flock',
+    ['/tmp/nestjs-rlock-build.lock', 'npx', 'tsc', '-p', 'tsconfig.build.json'],
+    {
+      stdio: 'inherit',
+    },
+  );
 }
 
 async function ping(kind: string, url: string): Promise<void> {
