@@ -12,15 +12,16 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Starts a Nest context with TypeORM (synchronize) and RLockModule on `db`. */
+/** Starts a Nest context with TypeORM (synchronize unless told not to) and RLockModule on `db`. */
 export async function createTestApp(
   db: TestDatabase,
   options: RLockModuleOptions,
   extra: { imports?: any[]; providers?: any[]; controllers?: any[] } = {},
+  synchronize = true,
 ): Promise<TestApp> {
   const module = await Test.createTestingModule({
     imports: [
-      TypeOrmModule.forRoot({ ...db.options(), synchronize: true, autoLoadEntities: true }),
+      TypeOrmModule.forRoot({ ...db.options(), synchronize, autoLoadEntities: true }),
       RLockModule.forRoot(options),
       ...(extra.imports ?? []),
     ],
