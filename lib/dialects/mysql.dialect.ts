@@ -40,8 +40,18 @@ export class MysqlDialect implements LockDialect {
   private readonly table: string;
   private readonly pool: MysqlPool;
   private returning = false;
+  /** Put before `INSERT … RETURNING` (Galera: see init()). */
+  private returningPrefix = '';
 
-  constructor(dataSource: DataSource, tableName: string) {
+  /**
+   * @param options.returning use MariaDB's `INSERT … RETURNING` (default: detected from
+   *   the server version); `false` forces the MySQL statements, which MariaDB also runs.
+   */
+  constructor(
+    dataSource: DataSource,
+    tableName: string,
+    private readonly options: { returning?: boolean } = {},
+  ) {
     this.table = tableName
       .split('.')
       .map((part) => `\`${part}\``)
@@ -57,8 +67,23 @@ export class MysqlDialect implements LockDialect {
     const [version] = await this.query<Row[]>('SELECT VERSION() AS version', []);
     const match = /^(\d+)\.(\d+)\.\d+-MariaDB/i.exec(String(version.version));
     this.returning =
-      match !== null &&
-      (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5));
+      this.options.returning ??
+      (match !== null &&
+        (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5)));
+    if (this.returning) {
+      // Galera re-runs an autocommit statement that lost a certification conflict
+      // (wsrep_retry_autocommit); the rows RETURNING sent may then describe the rolled-back
+      // run (measured: overlaps and unseen grants). Let the conflict surface as 1213 and
+      // retry it here instead.
+      const [wsrep] = await this.query<Row[]>(`SHOW VARIABLES LIKE 'wsrep_on'`, []);
+      if (wsrep !== undefined && wsrep.Value === 'ON') {
+        this.returningPrefix = 'SET STATEMENT wsrep_retry_autocommit = 0 FOR ';
+      }
+    }
+    return this.probe();
+  }
+
+  async probe(): Promise<boolean> {
     try {
       await this.query(`SELECT 1 FROM ${this.table} WHERE 1 = 0`, []);
       return true;
@@ -86,7 +111,7 @@ export class MysqlDialect implements LockDialect {
     // ON DUPLICATE KEY UPDATE assigns left to right: the outcome columns read the old
     // holder before `token` changes; the columns after `token` test whether it is ours.
     const [row] = await this.query<Row[]>(
-      `INSERT INTO ${this.table} (id, name, token, holder, fence, acquired_at, expires_at)
+      `${this.returningPrefix}INSERT INTO ${this.table} (id, name, token, holder, fence, acquired_at, expires_at)
        VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + ? * 1000)
        ON DUPLICATE KEY UPDATE
          last_outcome = IF(token IS NOT NULL AND expires_at <= ${NOW}, 'expired', last_outcome),

@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import {
   AcquireTimeoutError,
+  createRLockMigration,
   ForceReleasedError,
   InvalidArgumentError,
   LeaseExpiredError,
@@ -466,7 +467,6 @@ describe.each(testDatabases())('RLockService on $label', (db) => {
     });
 
     it('works on a table created by the exported migration', async () => {
-      const { createRLockMigration } = await import('../../lib');
       const migrated = uniqueTableName('rlock_mig');
       const source = new DataSource({
         ...db.options(),
