@@ -28,7 +28,13 @@ export async function createTestApp(
     providers: extra.providers ?? [],
     controllers: extra.controllers ?? [],
   }).compile();
-  await module.init();
+  try {
+    await module.init();
+  } catch (error) {
+    // A failed start must not leave the data source's connections open.
+    await module.close().catch(() => undefined);
+    throw error;
+  }
   return {
     module,
     service: module.get(RLockService),
