@@ -34,6 +34,18 @@ module.exports = {
     },
     {
       ...common,
+      displayName: 'reliability',
+      testMatch: ['<rootDir>/test/reliability/**/*.spec.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+    },
+    {
+      ...common,
+      displayName: 'ha',
+      testMatch: ['<rootDir>/test/ha/**/*.spec.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+    },
+    {
+      ...common,
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.spec.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',

@@ -2,6 +2,13 @@ export { RLockModule } from './rlock.module';
 export { RLockService } from './rlock.service';
 export { RemoteLock } from './remote-lock';
 export {
+  WithRemoteLock,
+  type WithRemoteLockDecorator,
+} from './decorators/with-remote-lock.decorator';
+export type { WithRemoteLockOptions } from './decorators/with-remote-lock-options.interface';
+export { LastError } from './decorators/last-error.decorator';
+export { LockConflictException } from './errors/lock-conflict.exception';
+export {
   RLOCK_MODULE_OPTIONS,
   RLOCK_DEFAULTS,
   RLOCK_LIMITS,
@@ -16,5 +23,6 @@ export type {
 } from './interfaces/rlock-module-options.interface';
 export type { LockOptions, WithLockOptions } from './interfaces/lock-options.interface';
 export type { LockState, LockOutcome } from './interfaces/lock-state.interface';
+export type * from './events/rlock-event.interface';
 export { createRLockEntity, type RLockRow } from './entities/rlock.entity';
 export { createRLockMigration } from './migrations/create-rlock-table.migration';

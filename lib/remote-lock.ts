@@ -1,4 +1,5 @@
 import { LockLostError } from './errors/lock-lost.error';
+import type { LockEventEmitter } from './events/lock-event-emitter';
 import { assertDuration } from './internal/validate';
 import { RLOCK_LIMITS } from './rlock.constants';
 import { MESSAGES } from './rlock.messages';
@@ -14,6 +15,10 @@ export interface LockLease {
   release(failed: boolean, error: unknown): Promise<boolean>;
   /** Called once when this process stops holding the lock (released, lost or given up). */
   settled(lock: RemoteLock): void;
+  /** Where renewals, releases and losses are reported. */
+  readonly events: LockEventEmitter;
+  /** performance.now() at the grant. */
+  readonly grantedAt: number;
 }
 
 type State = 'held' | 'releasing' | 'released' | 'lost';
@@ -152,6 +157,7 @@ export class RemoteLock {
         this.#state = 'held';
         this.#releasing = undefined;
         this.#settle();
+        this.#lease!.events.releaseFailed(this, databaseError);
         throw databaseError;
       }
       if (!released) {
@@ -160,6 +166,7 @@ export class RemoteLock {
       }
       this.#state = 'released';
       this.#settle();
+      this.#lease!.events.released(this, failed, this.#lease!.grantedAt);
     })();
     return this.#releasing;
   }
@@ -189,6 +196,7 @@ export class RemoteLock {
       end = await lease.renew(ttlMs);
     } catch (error) {
       if (this.#state !== 'held') return;
+      lease.events.renewalFailed(this, error);
       const left = this.#localDeadline - performance.now();
       if (left <= 0) {
         this.#lose(MESSAGES.lostExpired, error);
@@ -209,6 +217,7 @@ export class RemoteLock {
       return;
     }
     this.#expiresAt = new Date(end / 1000);
+    lease.events.renewed(this, this.#expiresAt);
     this.#localDeadline = sentAt + ttlMs;
     this.#schedule();
   }
@@ -223,6 +232,7 @@ export class RemoteLock {
       cause === undefined ? undefined : { cause },
     );
     this.#settle();
+    this.#lease!.events.lost(this, this.#lostError, this.#lease!.grantedAt);
     this.#controller.abort(this.#lostError);
   }
 

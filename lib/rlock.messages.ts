@@ -47,4 +47,114 @@ export const MESSAGES = {
     `The lock table "${table}" does not exist. Either let TypeORM create it (synchronize: true with autoLoadEntities: true, or add createRLockEntity() to your entities), ` +
     `or add createRLockMigration() to your migrations and run them.`,
   dataSourceNotInitialized: 'The TypeORM data source given to RLockModule is not initialized.',
+  health: {
+    unreachable: (why: string) => `The lock database does not answer: ${why}`,
+    tableMissing: 'The lock table is missing.',
+    renewalsFailing: (lock: string, why: string) => `Renewing the lease of ${lock} fails: ${why}`,
+    timeout: (ms: number) => `no answer within ${ms} ms`,
+  },
+  cli: {
+    usage: `Usage: nestjs-rlock <command> --url <database url> [--table rlock] [options]
+
+Commands:
+  status                     every lock: status, holder, fence, expiry, last outcome
+  inspect <name>             one lock, with the error its last holder stored
+  release <name>             force-release a lock (asks for confirmation; --yes skips)
+  purge --older-than <age>   delete rows of free locks unused for <age> (e.g. 7d, 12h, 30m)
+
+Options:
+  --url <url>        postgres://…, mysql://…, mariadb://…, sqlite:/path/file.db or a file path
+  --table <name>     lock table (default: rlock)
+  --json             machine-readable output (status, inspect)
+  --yes, -y          release without asking
+  --reason <text>    release: reason stored for the next holder
+  --help, -h         this help
+
+Exit codes: 0 ok, 1 failed or declined, 2 bad usage or URL, 3 database unreachable,
+4 lock table missing, 5 unknown lock.`,
+    badArguments: (why: string) => `${why}\nRun "nestjs-rlock --help" for usage.`,
+    noCommand: 'No command given.',
+    unknownCommand: (command: string) => `Unknown command "${command}".`,
+    missingUrl: 'Missing --url <database url>.',
+    missingName: (command: string) =>
+      `"${command}" needs a lock name: nestjs-rlock ${command} <name> --url …`,
+    extraArguments: (extra: string) => `Unexpected argument(s): ${extra}.`,
+    missingOlderThan: 'purge needs --older-than <age>, for example --older-than 7d.',
+    badDuration: (got: string) =>
+      `--older-than must be a number followed by ms, s, m, h, d or w (for example 7d); got "${got}".`,
+    badUrl: (url: string) =>
+      `Cannot read the database URL ${url}: expected postgres://…, mysql://…, mariadb://…, sqlite:/path/file.db or a file path.`,
+    unsupportedScheme: (scheme: string) =>
+      `Unsupported database URL scheme "${scheme}": use postgres://, postgresql://, mysql://, mariadb://, sqlite: or a file path.`,
+    noSqliteFile: (file: string) => `No SQLite database at ${file}.`,
+    unreachable: (url: string, why: string) => `Cannot connect to the database at ${url}: ${why}`,
+    tableMissing: (table: string) =>
+      `The lock table "${table}" does not exist in this database (check --table, or run the application's migrations).`,
+    unknownLock: (name: string) =>
+      `Unknown lock "${name}": it was never taken, or its row was purged.`,
+    noLocks: (table: string) => `No locks in the table "${table}".`,
+    confirmRelease: (name: string, holder: string, fence: number) =>
+      `Force-release the lock "${name}" held by ${holder} (fence ${fence})? The holder's work may still be running. [y/N] `,
+    needsYes: 'Not asking for confirmation without a terminal: pass --yes to force-release.',
+    declined: 'Not released.',
+    released: (name: string, holder: string, fence: number) =>
+      `Released the lock "${name}" (was held by ${holder}, fence ${fence}); the next holder finds a ForceReleasedError.`,
+    notHeld: (name: string) => `The lock "${name}" is not held: nothing to release.`,
+    defaultReason: (who: string) => `Force-released by ${who} with the nestjs-rlock command line.`,
+    purged: (count: number, age: string) =>
+      `Deleted ${count} row${count === 1 ? '' : 's'} of locks unused for ${age}.`,
+    failed: (why: string) => `Failed: ${why}`,
+  },
+  optionalPeerMissing: (pkg: string, feature: string) =>
+    `${feature} needs the package "${pkg}", which is not installed: npm install ${pkg}`,
+  decorator: {
+    noService: (method: string) =>
+      `@WithRemoteLock on ${method} found no RLockService: the class must be a provider or controller created by Nest (not \`new\`), ` +
+      'in an application that imports RLockModule.forRoot() (or forRootAsync()).',
+    moduleNotVisible: (className: string) =>
+      `${className} uses @WithRemoteLock but RLockService is not visible in its module: import RLockModule.forRoot() ` +
+      '(it is global unless isGlobal: false; then import RLockModule in that module too).',
+    lastErrorWithoutLock: (method: string) =>
+      `@LastError() on ${method} is never filled: add @WithRemoteLock to that method.`,
+    lastErrorPlacement:
+      'LastError() decorates a parameter of a method, not a constructor parameter or a property.',
+    notAMethod: (what: string) => `@WithRemoteLock decorates a method; got ${what}.`,
+    name: (got: string) =>
+      `The name of @WithRemoteLock must be a lock name (a string) or a function of the method's arguments returning one; got ${got}.`,
+    onLocked: (got: string) => `onLocked must be 'throw' or 'skip'; got ${got}.`,
+  },
+  disabled:
+    'RLockModule is disabled (forRoot({ disabled: true })): decorated methods run without a lock, and RLockService takes no locks.',
+  log: {
+    acquired: (
+      name: string,
+      fence: number,
+      waitMs: number,
+      outcome: string | null,
+      payload?: string,
+    ) =>
+      `Acquired the lock "${name}" (fence ${fence}) after ${Math.round(waitMs)} ms` +
+      (outcome === null || outcome === 'released'
+        ? '.'
+        : `; the previous holding ended: ${outcome}${payload === undefined ? '' : ` (${payload})`}.`),
+    expiredTakeover: (
+      name: string,
+      fence: number,
+      holder: string | null,
+      previousFence: number | null,
+    ) =>
+      `Took over the lock "${name}" (fence ${fence}): the previous holder ${holder ?? 'unknown'} (fence ${previousFence ?? '?'}) let its lease expire without releasing; its work may be half done.`,
+    timedOut: (name: string, timeoutMs: number) =>
+      `Gave up waiting for the lock "${name}" after ${timeoutMs} ms.`,
+    released: (name: string, fence: number, holdMs: number, outcome: string) =>
+      `Released the lock "${name}" (fence ${fence}) after ${Math.round(holdMs)} ms${outcome === 'error' ? ' with an error for the next holder' : ''}.`,
+    releaseFailed: (name: string, why: string) =>
+      `Could not release the lock "${name}"; it stays held until its lease ends: ${why}`,
+    renewalFailed: (name: string, why: string) =>
+      `Could not renew the lease of the lock "${name}"; trying again while the lease lasts: ${why}`,
+    forceReleased: (name: string, released: boolean, reason: string | undefined) =>
+      released
+        ? `Force-released the lock "${name}"${reason === undefined ? '' : `: ${reason}`}.`
+        : `Force release of the lock "${name}": it was not held.`,
+  },
 } as const;

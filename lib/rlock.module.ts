@@ -1,4 +1,5 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { createDialect } from './dialects/create-dialect';
@@ -7,7 +8,9 @@ import type {
   RLockModuleAsyncOptions,
   RLockModuleOptions,
 } from './interfaces/rlock-module-options.interface';
+import { DisabledDialect } from './internal/disabled-dialect';
 import { resolveOptions, type ResolvedRLockOptions } from './internal/resolve-options';
+import { RLockExplorer } from './internal/rlock-explorer';
 import { assertTableName } from './internal/validate';
 import { RLOCK_DIALECT, RLOCK_MODULE_OPTIONS, DEFAULT_TABLE_NAME } from './rlock.constants';
 import { RLockService } from './rlock.service';
@@ -22,6 +25,21 @@ export class RLockModule {
   /** Configures the module with static options. */
   static forRoot(options: RLockModuleOptions = {}): DynamicModule {
     const resolved = resolveOptions(options);
+    if (resolved.disabled) {
+      // Unit tests: decorated methods run directly, and no data source is needed.
+      return {
+        module: RLockModule,
+        global: options.isGlobal ?? true,
+        imports: [DiscoveryModule],
+        providers: [
+          { provide: RLOCK_MODULE_OPTIONS, useValue: resolved },
+          { provide: RLOCK_DIALECT, useValue: new DisabledDialect() },
+          RLockService,
+          RLockExplorer,
+        ],
+        exports: [RLockService],
+      };
+    }
     return RLockModule.create(options.dataSource, resolved.tableName, options.isGlobal, [], {
       provide: RLOCK_MODULE_OPTIONS,
       useValue: resolved,
@@ -69,8 +87,12 @@ export class RLockModule {
     return {
       module: RLockModule,
       global: isGlobal ?? true,
-      imports: [...imports, TypeOrmModule.forFeature([createRLockEntity(tableName)], dataSource)],
-      providers: [optionsProvider, dialectProvider, RLockService],
+      imports: [
+        ...imports,
+        TypeOrmModule.forFeature([createRLockEntity(tableName)], dataSource),
+        DiscoveryModule,
+      ],
+      providers: [optionsProvider, dialectProvider, RLockService, RLockExplorer],
       exports: [RLockService],
     };
   }

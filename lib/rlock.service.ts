@@ -6,6 +6,7 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
+import type { Observable } from 'rxjs';
 import type { AcquireResult, LockDialect, StoredLock } from './dialects/dialect.interface';
 import { AcquireTimeoutError } from './errors/acquire-timeout.error';
 import { ErrorCodec } from './errors/error-codec';
@@ -16,6 +17,8 @@ import { LockDatabaseError } from './errors/lock-database.error';
 import { LockReentryError } from './errors/lock-reentry.error';
 import { RLockConfigurationError } from './errors/rlock-configuration.error';
 import { ShuttingDownError } from './errors/shutting-down.error';
+import { LockEventEmitter } from './events/lock-event-emitter';
+import type { RLockEvent } from './events/rlock-event.interface';
 import {
   LOCK_OPTION_KEYS,
   WITH_LOCK_OPTION_KEYS,
@@ -23,7 +26,7 @@ import {
   type WithLockOptions,
 } from './interfaces/lock-options.interface';
 import type { LockOutcome, LockState } from './interfaces/lock-state.interface';
-import { backoffDelay, untilLeaseEnd } from './internal/backoff';
+import { courtesyDelay, retryDelay, untilLeaseEnd } from './internal/backoff';
 import { lockContext, runInLockScope } from './internal/lock-context';
 import { lockKey } from './internal/lock-key';
 import type { ResolvedRLockOptions } from './internal/resolve-options';
@@ -45,6 +48,8 @@ interface CallOptions {
   ttlMs: number;
   reentrant: boolean;
   signal: AbortSignal | undefined;
+  /** performance.now() when the call began. */
+  startedAt: number;
 }
 
 /**
@@ -58,6 +63,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private readonly codec: ErrorCodec;
   private readonly lines = new WaitLines();
   private readonly held = new Set<RemoteLock>();
+  private readonly emitter: LockEventEmitter;
   private closing = false;
 
   constructor(
@@ -68,6 +74,12 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       maxBytes: options.maxErrorBytes,
       includeStack: options.includeStack,
     });
+    this.emitter = new LockEventEmitter(this.logger, options.logStoredErrors ?? false);
+  }
+
+  /** Typed events of this process's lock traffic (attempts, grants, releases, losses, …); cheap when nobody subscribes. */
+  get events$(): Observable<RLockEvent> {
+    return this.emitter.events$;
   }
 
   /** Checks the lock table and opens the dialect's connections. */
@@ -148,15 +160,18 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     } catch (error) {
       try {
         await unlockWithError(lock, error);
-      } catch (unlockError) {
-        this.logger.warn(
-          `Could not record the failure of the lock "${lock.name}": ${describeError(unlockError)}`,
-        );
+      } catch {
+        // Already reported as a release failure or a loss (events$ and a warning).
       }
       throw error;
     }
     await lock.unlock();
     return result;
+  }
+
+  /** Whether `RLockModule.forRoot({ disabled: true })` turned locking off for decorated methods. */
+  get disabled(): boolean {
+    return this.options.disabled;
   }
 
   /** The lock held by the running locked section (`withLock` or `@WithRemoteLock`), or null. */
@@ -189,9 +204,11 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       throw new InvalidArgumentError('reason', MESSAGES.invalid.reason(describe(reason)));
     }
     const error = this.codec.encode(new ForceReleasedError(reason));
-    return this.database('force release', name, () =>
+    const released = await this.database('force release', name, () =>
       this.dialect.forceRelease(lockKey(name), error),
     );
+    this.emitter.forceReleased(name, reason, released);
+    return released;
   }
 
   /**
@@ -204,35 +221,64 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     return this.database('purge', undefined, () => this.dialect.purge(options.olderThan));
   }
 
+  /**
+   * Health check: resolves true when the lock table answers, false when it is missing;
+   * rejects with {@link LockDatabaseError} when the database does not answer.
+   */
+  async probe(): Promise<boolean> {
+    return this.database('health check', undefined, () =>
+      this.dialect.probe ? this.dialect.probe() : this.dialect.init(),
+    );
+  }
+
   private async acquire(name: string, timeoutMs: number, call: CallOptions): Promise<RemoteLock> {
     this.assertOpen(call.signal);
     const key = lockKey(name);
     if (timeoutMs === 0) {
       const lock = await this.attempt(name, key, call, false);
       if (lock) return lock;
+      this.emitter.timedOut(name, timeoutMs, call.startedAt);
       throw new AcquireTimeoutError(name, timeoutMs);
     }
     const deadline = performance.now() + timeoutMs;
     const waiter = this.lines.join(key);
     try {
-      for (let attempts = 0; ;) {
+      for (let attempts = 0, slept = false; ; slept = true) {
         let delay = Infinity;
-        if (this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
+        // Woken at or past the deadline: give up without another attempt, so that the
+        // local waiters timing out together do not each hit the database in turn.
+        const overdue = slept && performance.now() >= deadline;
+        // Just released after contention, and releases wake waiters: queue behind the others.
+        const woken = this.dialect.wakesWaiters?.() ?? false;
+        const courtesy = woken ? this.lines.courtesyLeft(key) : 0;
+        if (courtesy > 0) {
+          this.dialect.queue?.(key);
+          delay = courtesyDelay(courtesy, woken);
+        } else if (!overdue && this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
           const result = await this.attemptRaw(name, key, call, attempts > 0);
-          if (result instanceof RemoteLock) return result;
+          if (result instanceof RemoteLock) {
+            this.dialect.dequeue?.(key);
+            return result;
+          }
+          this.lines.contended(key);
+          this.dialect.queue?.(key);
           delay = untilLeaseEnd(
-            backoffDelay(attempts++, this.options.backoffMinMs, this.options.backoffMaxMs),
+            retryDelay(attempts++, this.options.backoffMinMs, this.options.backoffMaxMs, woken),
             result.expiresAtUs,
             result.nowUs,
           );
         }
         const left = deadline - performance.now();
-        if (left <= 0) throw new AcquireTimeoutError(name, timeoutMs);
+        if (left <= 0) {
+          this.emitter.timedOut(name, timeoutMs, call.startedAt);
+          throw new AcquireTimeoutError(name, timeoutMs);
+        }
         await waiter.sleep(Math.min(delay, left), call.signal);
         this.assertOpen(call.signal);
       }
     } finally {
       this.lines.leave(key, waiter);
+      if (!this.lines.hasWaiters(key)) this.dialect.dequeue?.(key);
     }
   }
 
@@ -253,6 +299,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     readFirst: boolean,
   ): Promise<RemoteLock | Extract<AcquireResult, { acquired: false }>> {
     const token = randomBytes(16).toString('hex');
+    this.emitter.attempt(name);
     const sentAt = performance.now();
     const result = await this.database('acquire', name, () =>
       this.dialect.acquire({
@@ -287,6 +334,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
               error: failed ? this.codec.encode(error) : null,
             }),
           ),
+        events: this.emitter,
+        grantedAt: performance.now(),
         settled: (settledLock) => {
           this.held.delete(settledLock);
           this.lines.released(key);
@@ -295,6 +344,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     });
     this.held.add(lock);
     this.lines.acquired(key);
+    this.emitter.acquired(lock, result.lastOutcome, call.startedAt);
     if (call.signal?.aborted || this.closing) {
       // The caller gave up while the attempt was on its way: do not leave the lock held.
       await lock.unlock().catch(() => undefined);
@@ -358,6 +408,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       ttlMs: o.ttlMs ?? this.options.ttlMs,
       reentrant: o.reentrant ?? false,
       signal: o.signal,
+      startedAt: performance.now(),
     };
   }
 
@@ -377,8 +428,4 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       throw new LockDatabaseError(MESSAGES.databaseError(operation, name), error);
     }
   }
-}
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }

@@ -84,6 +84,14 @@ export interface LockDialect {
   purge(olderThanMs: number): Promise<number>;
   /** Calls `listener` with a lock's key when another process may have released it. */
   onRelease?(listener: (key: string) => void): void;
+  /** Whether `onRelease` currently hears every release (waiters then poll only as a fallback). */
+  wakesWaiters?(): boolean;
+  /** This process waits for `key` (an attempt failed): the dialect may queue it so that a release wakes one process, not all. */
+  queue?(key: string): void;
+  /** This process no longer waits for `key` (it took the lock, or its waiters gave up). */
+  dequeue?(key: string): void;
+  /** Health check: true when the lock table answers, false when it is missing; throws when the database does not answer. Opens nothing. */
+  probe?(): Promise<boolean>;
   /** Closes what `init()` opened. */
   close(): Promise<void>;
 }

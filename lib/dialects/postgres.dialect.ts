@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import type {
   AcquireCommand,
@@ -7,8 +8,13 @@ import type {
   StoredLock,
 } from './dialect.interface';
 import { toNumber, toStoredLock } from './dialect.utils';
+import { PostgresReleaseListener } from './postgres-release-listener';
+import { PostgresWaitQueue, keyTag, type PgQueueClient } from './postgres-wait-queue';
 
 interface PgPool {
+  /** The client class and connection options of the pool (pg-pool). */
+  Client?: new (options: unknown) => PgQueueClient;
+  options?: unknown;
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<{
     rows: Record<string, unknown>[];
     rowCount: number | null;
@@ -22,11 +28,22 @@ const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at
 /**
  * PostgreSQL (and CockroachDB) through `pg`, on the pool TypeORM already opened.
  * Every statement is one autocommit round trip, prepared once per connection.
+ * A release notifies (NOTIFY in the same statement) and one dedicated connection per
+ * dialect LISTENs, so waiters wake at once instead of polling.
  */
 export class PostgresDialect implements LockDialect {
   readonly database = 'PostgreSQL';
   private readonly sql: ReturnType<typeof statements>;
   private readonly pool: PgPool;
+  /** Prefix of the notification channels of this lock table's locks (the same in every process). */
+  private readonly channelPrefix: string;
+  /** Channel → key of the locks this process listens for. */
+  private readonly listenedKeys = new Map<string, string>();
+  /** Tags this process's notifications, so that it ignores its own releases. */
+  private readonly instance = randomBytes(6).toString('hex');
+  private listener: PostgresReleaseListener | undefined;
+  private waitQueue: PostgresWaitQueue | undefined;
+  private released: ((key: string) => void) | undefined;
 
   constructor(dataSource: DataSource, tableName: string) {
     const schema = (dataSource.options as { schema?: string }).schema;
@@ -36,10 +53,52 @@ export class PostgresDialect implements LockDialect {
       .map((part) => `"${part}"`)
       .join('.');
     this.sql = statements(table, qualified);
-    this.pool = (dataSource.driver as unknown as { master: PgPool }).master;
+    const master = (dataSource.driver as unknown as { master: PgPool }).master;
+    this.pool = retryingConflicts(unnamedBehindPooler(master));
+    this.channelPrefix = `rlock_${createHash('sha256').update(qualified).digest('hex').slice(0, 12)}_`;
+    const { Client, options } = master;
+    if (Client) {
+      this.listener = new PostgresReleaseListener(
+        () => new Client(options),
+        (channel, payload) => this.notified(channel, payload),
+        (channel) => this.wake(channel),
+      );
+      this.waitQueue = new PostgresWaitQueue(
+        () => new Client(options),
+        keyTag(createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex')),
+        (key) => this.listenFor(key),
+      );
+    }
   }
 
   async init(): Promise<boolean> {
+    if (!(await this.probe())) return false;
+    // Not fatal when it fails: waiters poll until the listening connection reconnects.
+    await this.listener?.start();
+    return true;
+  }
+
+  onRelease(listener: (key: string) => void): void {
+    this.released = listener;
+  }
+
+  wakesWaiters(): boolean {
+    return this.listener?.listening ?? false;
+  }
+
+  queue(key: string): void {
+    if (!this.listener?.listening || this.listenedKeys.has(this.channelOf(key))) return;
+    // Queued: this process listens once it is first in line. Otherwise it listens at once.
+    if (!this.waitQueue?.enter(key)) this.listenFor(key);
+  }
+
+  dequeue(key: string): void {
+    const channel = this.channelOf(key);
+    if (this.listenedKeys.delete(channel)) this.listener?.unlisten(channel);
+    this.waitQueue?.leave(key);
+  }
+
+  async probe(): Promise<boolean> {
     try {
       await this.pool.query({ text: this.sql.probe.text });
       return true;
@@ -78,13 +137,23 @@ export class PostgresDialect implements LockDialect {
   async release(command: ReleaseCommand): Promise<boolean> {
     const { rowCount } = await this.pool.query({
       ...this.sql.release,
-      values: [command.key, command.token, command.outcome, command.error],
+      values: [
+        command.key,
+        command.token,
+        command.outcome,
+        command.error,
+        this.channelOf(command.key),
+        this.instance,
+      ],
     });
     return rowCount === 1;
   }
 
   async forceRelease(key: string, error: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query({ ...this.sql.forceRelease, values: [key, error] });
+    const { rowCount } = await this.pool.query({
+      ...this.sql.forceRelease,
+      values: [key, error, this.channelOf(key), this.instance],
+    });
     return rowCount === 1;
   }
 
@@ -104,8 +173,77 @@ export class PostgresDialect implements LockDialect {
   }
 
   async close(): Promise<void> {
-    // The pool belongs to TypeORM, which closes it.
+    // The pool belongs to TypeORM, which closes it; the listening connection is ours.
+    await Promise.all([this.listener?.close(), this.waitQueue?.close()]);
   }
+
+  /** The notification channel of one lock: a release wakes only the processes waiting for it. */
+  private channelOf(key: string): string {
+    return `${this.channelPrefix}${key.slice(0, 40)}`;
+  }
+
+  private listenFor(key: string): void {
+    const channel = this.channelOf(key);
+    this.listenedKeys.set(channel, key);
+    this.listener?.listen(channel);
+  }
+
+  /** A release of a lock this process waits for, by another process (its own releases wake its waiters directly). */
+  private notified(channel: string, payload: string): void {
+    if (payload !== this.instance) this.wake(channel);
+  }
+
+  /** Wakes this process's first waiter for the lock of `channel` to try again. */
+  private wake(channel: string): void {
+    const key = this.listenedKeys.get(channel);
+    if (key !== undefined) this.released?.(key);
+  }
+}
+
+/**
+ * Named (prepared) statements live in a server session. Behind a transaction-pooling proxy
+ * (PgBouncer before 1.21) client connections share server sessions, so a name is found
+ * "already existing" (42P05) or "not existing" (26000); both fail before the statement
+ * runs. From the first such error on, this pool sends every statement unnamed.
+ */
+function unnamedBehindPooler(pool: PgPool): PgPool {
+  let named = true;
+  return {
+    async query(config) {
+      if (!named) return pool.query({ text: config.text, values: config.values });
+      try {
+        return await pool.query(config);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code !== '42P05' && code !== '26000') throw error;
+        named = false;
+        return pool.query({ text: config.text, values: config.values });
+      }
+    },
+  };
+}
+
+/** Serialization failure and deadlock: the statement's implicit transaction was rolled back. */
+const RETRYABLE = new Set(['40001', '40P01']);
+const MAX_RETRIES = 5;
+
+/**
+ * Runs a statement again after a serialization failure (SERIALIZABLE isolation, and always
+ * on CockroachDB) or a deadlock: each statement is its own transaction, rolled back whole.
+ */
+function retryingConflicts(pool: PgPool): PgPool {
+  return {
+    async query(config) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await pool.query(config);
+        } catch (error) {
+          const code = (error as { code?: string }).code ?? '';
+          if (attempt >= MAX_RETRIES || !RETRYABLE.has(code)) throw error;
+        }
+      }
+    },
+  };
 }
 
 function granted(row: Record<string, unknown>): AcquireResult {
@@ -135,9 +273,11 @@ function statements(table: string, id: string) {
              'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
              'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text END,
            token = $2, holder = $3, fence = t.fence + 1,
-           acquired_at = c.now, expires_at = c.now + $4::bigint * 1000
+           acquired_at = ${NOW}, expires_at = ${NOW} + $4::bigint * 1000
          FROM c
-         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= c.now)
+         -- The clock is read again here, not taken from c: after waiting for a concurrent
+         -- grant's row lock, the re-check and the new lease use the time of the grant.
+         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW})
          RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error
        )
        SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, NULL::bigint AS now FROM g
@@ -162,18 +302,31 @@ function statements(table: string, id: string) {
        WHERE t.id = $1 AND t.token = $2 AND t.expires_at > c.now
        RETURNING t.expires_at`,
     ),
+    // The release notifies in the same statement (delivered when it commits), so that
+    // waiters in other processes try again at once. One row when released, none otherwise.
+    // It commits without waiting for the WAL flush: the next grant's (synchronous) commit
+    // flushes it, and a server crash before that can only leave the lock held until its
+    // lease ends (the safe side), never grant it twice.
     release: named(
       'release',
-      `WITH c AS (SELECT ${NOW} AS now)
-       UPDATE ${table} AS t SET token = NULL, last_outcome = $3, last_error = $4, released_at = c.now FROM c
-       WHERE t.id = $1 AND t.token = $2`,
+      `WITH c AS (SELECT ${NOW} AS now),
+       r AS (
+         UPDATE ${table} AS t SET token = NULL, last_outcome = $3, last_error = $4, released_at = c.now FROM c
+         WHERE t.id = $1 AND t.token = $2
+         RETURNING t.id
+       )
+       SELECT pg_notify($5::text, $6::text), set_config('synchronous_commit', 'off', true) FROM r`,
     ),
     forceRelease: named(
       'force-release',
-      `WITH c AS (SELECT ${NOW} AS now)
-       UPDATE ${table} AS t SET token = NULL, fence = t.fence + 1, last_outcome = 'force-released',
-         last_error = $2, released_at = c.now FROM c
-       WHERE t.id = $1 AND t.token IS NOT NULL`,
+      `WITH c AS (SELECT ${NOW} AS now),
+       r AS (
+         UPDATE ${table} AS t SET token = NULL, fence = t.fence + 1, last_outcome = 'force-released',
+           last_error = $2, released_at = c.now FROM c
+         WHERE t.id = $1 AND t.token IS NOT NULL
+         RETURNING t.id
+       )
+       SELECT pg_notify($3::text, $4::text) FROM r`,
     ),
     inspect: named(
       'inspect',

@@ -139,6 +139,13 @@ export class SqliteDialect implements LockDialect {
     return changes;
   }
 
+  async probe(): Promise<boolean> {
+    const exists = this.db
+      .prepare(`SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?`)
+      .get(this.tableName.split('.').pop());
+    return exists !== undefined;
+  }
+
   async close(): Promise<void> {
     if (this.ownConnection && this.db.open) this.db.close();
   }

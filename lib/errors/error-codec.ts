@@ -76,7 +76,17 @@ export class ErrorCodec {
 
   /** Encodes any thrown value; `undefined`/`null` are encoded as a non-Error throw. */
   encode(thrown: unknown): string {
-    const stored = this.toStored(thrown, 0, new WeakSet());
+    let stored: StoredError;
+    try {
+      stored = this.toStored(thrown, 0, new WeakSet());
+    } catch {
+      // A value whose reading throws (a hostile Proxy, a throwing getter): never fail the unlock.
+      stored = {
+        type: 'Error',
+        name: 'Error',
+        message: MESSAGES.nonErrorThrown('an unreadable value'),
+      };
+    }
     return this.fit(stored);
   }
 
@@ -108,7 +118,12 @@ export class ErrorCodec {
       let hasFields = false;
       for (const key of Object.keys(thrown)) {
         if (OWN_KEYS.has(key) || RESERVED_KEYS.has(key)) continue;
-        const value = jsonSafe((thrown as unknown as Record<string, unknown>)[key], 1, seen);
+        let value: unknown;
+        try {
+          value = jsonSafe((thrown as unknown as Record<string, unknown>)[key], 1, seen);
+        } catch {
+          continue; // a getter that throws: leave the field out
+        }
         if (value !== undefined) {
           fields[key] = value;
           hasFields = true;

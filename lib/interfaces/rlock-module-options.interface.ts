@@ -22,10 +22,18 @@ export interface RLockModuleOptions {
   maxErrorBytes?: number;
   /** Whether stored errors keep their stack trace. Default: false. */
   includeStack?: boolean;
+  /** Whether log lines may show the errors previous holders stored (they may hold private data). Default: false. */
+  logStoredErrors?: boolean;
   /** A label for humans naming this instance in the lock table. Default: `host:pid`. */
   holder?: string;
   /** Whether the module is global. Default: true. */
   isGlobal?: boolean;
+  /**
+   * Turns locking off for `@WithRemoteLock` methods (they run directly, `@LastError()` gets
+   * null), for an application's own unit tests. With `forRoot()` the module then needs no
+   * TypeORM data source and `RLockService` takes no locks. Default: false.
+   */
+  disabled?: boolean;
 }
 
 /**

@@ -24,7 +24,10 @@ export interface ResolvedRLockOptions {
   errors: ErrorClass[];
   maxErrorBytes: number;
   includeStack: boolean;
+  /** Whether log lines may show the errors stored by previous holders. */
+  logStoredErrors?: boolean;
   holder: string;
+  disabled: boolean;
 }
 
 const MODULE_OPTION_KEYS = [
@@ -36,8 +39,10 @@ const MODULE_OPTION_KEYS = [
   'errors',
   'maxErrorBytes',
   'includeStack',
+  'logStoredErrors',
   'holder',
   'isGlobal',
+  'disabled',
 ] as const;
 
 /** Validates module options (throws InvalidArgumentError) and fills in the defaults. */
@@ -79,7 +84,9 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
     'bytes',
   );
   assertOptionalBoolean(o.includeStack, 'includeStack');
+  assertOptionalBoolean(o.logStoredErrors, 'logStoredErrors');
   assertOptionalBoolean(o.isGlobal, 'isGlobal');
+  assertOptionalBoolean(o.disabled, 'disabled');
   const holder = o.holder ?? `${hostname()}:${process.pid}`;
   assertHolder(holder);
   return {
@@ -92,6 +99,8 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
     errors: [...errors],
     maxErrorBytes,
     includeStack: o.includeStack ?? RLOCK_DEFAULTS.includeStack,
+    logStoredErrors: o.logStoredErrors ?? false,
     holder,
+    disabled: o.disabled ?? false,
   };
 }

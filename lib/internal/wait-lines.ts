@@ -1,3 +1,5 @@
+import { COURTESY_MS } from './backoff';
+
 /** One caller waiting for a lock in this process. */
 export class Waiter {
   private wakeUp: (() => void) | undefined;
@@ -32,6 +34,8 @@ export class Waiter {
 interface Line {
   readonly waiters: Waiter[];
   holders: number;
+  /** An attempt of this process failed since it last took the lock: others want it too. */
+  contended: boolean;
 }
 
 /**
@@ -41,6 +45,10 @@ interface Line {
  */
 export class WaitLines {
   private readonly lines = new Map<string, Line>();
+  /** Per lock released here after contention: until when this process lets others go first. */
+  private readonly courtesy = new Map<string, number>();
+
+  constructor(private readonly courtesyMs = COURTESY_MS) {}
 
   /** Adds a waiter at the end of the line for `key`. */
   join(key: string): Waiter {
@@ -52,6 +60,11 @@ export class WaitLines {
   /** Whether `waiter` is first in line. */
   isFirst(key: string, waiter: Waiter): boolean {
     return this.lines.get(key)?.waiters[0] === waiter;
+  }
+
+  /** Whether callers of this process wait for `key`. */
+  hasWaiters(key: string): boolean {
+    return (this.lines.get(key)?.waiters.length ?? 0) > 0;
   }
 
   /** Whether this process holds the lock. */
@@ -75,17 +88,41 @@ export class WaitLines {
     this.line(key).holders++;
   }
 
-  /** Records that this process no longer holds the lock, and wakes the first waiter. */
+  /** Records that an attempt of this process found the lock held by someone else. */
+  contended(key: string): void {
+    const line = this.lines.get(key);
+    if (line) line.contended = true;
+  }
+
+  /**
+   * Records that this process no longer holds the lock, and wakes the first waiter. After
+   * a contended holding, this process lets the others go first for a moment (see `courtesyMs`).
+   */
   released(key: string): void {
     const line = this.lines.get(key);
     if (!line) return;
     line.holders = Math.max(0, line.holders - 1);
+    if (line.contended && this.courtesyMs > 0) {
+      line.contended = false;
+      if (this.courtesy.size > 1000) this.pruneCourtesy();
+      this.courtesy.set(key, performance.now() + this.courtesyMs);
+    }
     line.waiters[0]?.wake();
     this.dropIfIdle(key, line);
   }
 
-  /** Wakes the first waiter for `key` (another process may have released it). */
+  /** How long this process should still let other processes go first for `key` (0: none). */
+  courtesyLeft(key: string): number {
+    const until = this.courtesy.get(key);
+    if (until === undefined) return 0;
+    const left = until - performance.now();
+    if (left <= 0) this.courtesy.delete(key);
+    return Math.max(0, left);
+  }
+
+  /** Wakes the first waiter for `key` (another process may have released it): its turn has passed. */
   wake(key: string): void {
+    this.courtesy.delete(key);
     this.lines.get(key)?.waiters[0]?.wake();
   }
 
@@ -97,10 +134,15 @@ export class WaitLines {
   private line(key: string): Line {
     let line = this.lines.get(key);
     if (!line) {
-      line = { waiters: [], holders: 0 };
+      line = { waiters: [], holders: 0, contended: false };
       this.lines.set(key, line);
     }
     return line;
+  }
+
+  private pruneCourtesy(): void {
+    const now = performance.now();
+    for (const [key, until] of this.courtesy) if (until <= now) this.courtesy.delete(key);
   }
 
   private dropIfIdle(key: string, line: Line): void {

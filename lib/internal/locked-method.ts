@@ -1,0 +1,201 @@
+import { METHOD_METADATA } from '@nestjs/common/constants';
+import { isObservable, Observable, throwError, type Subscriber } from 'rxjs';
+import { AcquireTimeoutError } from '../errors/acquire-timeout.error';
+import { LockConflictException } from '../errors/lock-conflict.exception';
+import { RLockConfigurationError } from '../errors/rlock-configuration.error';
+import type { LockOptions } from '../interfaces/lock-options.interface';
+import type { RemoteLock } from '../remote-lock';
+import { MESSAGES } from '../rlock.messages';
+import { RLockService } from '../rlock.service';
+import { LAST_ERROR_PARAMS, RLOCK_SERVICE_PROPERTY } from './decorator-metadata';
+import { runInLockScope } from './lock-context';
+import { assertLockName } from './validate';
+
+type Method = (this: unknown, ...args: unknown[]) => unknown;
+
+/** A `@WithRemoteLock` declaration, validated. */
+export interface LockedMethodConfig {
+  /** The lock name, or a function of the method's arguments returning it. */
+  name: string | ((...args: any[]) => string);
+  acquireTimeoutMs: number | undefined;
+  ttlMs: number | undefined;
+  onLocked: 'throw' | 'skip';
+  reentrant: boolean | undefined;
+  /** The prototype (or class, for a static method) and name of the decorated method. */
+  target: object;
+  key: string | symbol;
+  /** `Class.method`, for messages. */
+  label: string;
+  /** The method declares an Observable return type: lock when the result is subscribed to. */
+  lazy: boolean;
+}
+
+/**
+ * Builds the function that replaces a `@WithRemoteLock` method: it takes the lock, puts
+ * `lastError` in the `@LastError()` parameters, runs the method in the locked section
+ * (`RLockService.runHolding`: released with the method's error, which is rethrown
+ * unchanged) and, when the method returns an Observable, holds the lock until that
+ * Observable completes, errors or is unsubscribed from.
+ */
+export function createLockedMethod(original: Method, config: LockedMethodConfig): Method {
+  const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+    const service = serviceOf(this);
+    if (service === undefined) {
+      // Fail the way the method's callers listen: a rejected Promise or an erroring Observable.
+      const error = new RLockConfigurationError(MESSAGES.decorator.noService(config.label));
+      return config.lazy ? throwError(() => error) : Promise.reject(error);
+    }
+    if (service.disabled) {
+      return original.apply(this, withLastError(config, args, null));
+    }
+    const isRoute = isRouteHandler(wrapper) || isRouteHandler(currentMethod(this, config.key));
+    const call = new LockedCall(service, original, config, this, args, isRoute);
+    return config.lazy ? call.onSubscribe() : call.now();
+  };
+  return wrapper;
+}
+
+/** The RLockService Nest injected into the host (see `@WithRemoteLock`), if any. */
+function serviceOf(host: unknown): RLockService | undefined {
+  const service =
+    host !== null && typeof host === 'object'
+      ? (host as Record<symbol, unknown>)[RLOCK_SERVICE_PROPERTY]
+      : undefined;
+  return service instanceof RLockService ? service : undefined;
+}
+
+/**
+ * Whether Nest's request-method metadata (`@Get`, `@Post`, …) is on `method`. It is on our
+ * wrapper whatever the decorator order; the host's current method covers a wrapping
+ * decorator applied above ours.
+ */
+function isRouteHandler(method: unknown): boolean {
+  return typeof method === 'function' && Reflect.hasOwnMetadata(METHOD_METADATA, method);
+}
+
+function currentMethod(host: unknown, key: string | symbol): unknown {
+  return host !== null && typeof host === 'object'
+    ? (host as Record<string | symbol, unknown>)[key]
+    : undefined;
+}
+
+function withLastError(
+  config: LockedMethodConfig,
+  args: unknown[],
+  value: Error | null,
+): unknown[] {
+  const params: number[] | undefined = Reflect.getMetadata(
+    LAST_ERROR_PARAMS,
+    config.target,
+    config.key,
+  );
+  if (params === undefined) return args;
+  const copy = [...args];
+  for (const index of params) copy[index] = value;
+  return copy;
+}
+
+/** One call of a locked method. */
+class LockedCall {
+  constructor(
+    private readonly service: RLockService,
+    private readonly original: Method,
+    private readonly config: LockedMethodConfig,
+    private readonly host: unknown,
+    private readonly args: unknown[],
+    private readonly isRoute: boolean,
+  ) {}
+
+  /** Promise style: resolves with the method's result (a lock-holding Observable if it returned one). */
+  async now(): Promise<unknown> {
+    const lock = await this.acquire();
+    if (lock === null) return undefined;
+    return new Promise((resolve, reject) => {
+      const outcome: Promise<unknown> = this.service.runHolding(lock, () => {
+        const result = this.run(lock);
+        if (!isObservable(result)) return result;
+        return new Promise<void>((finished, failed) => {
+          let subscribed = false;
+          resolve(
+            new Observable((subscriber) => {
+              if (subscribed) return result.subscribe(subscriber);
+              subscribed = true;
+              runInLockScope(lock, () => relay(result, subscriber)).then(finished, failed);
+              outcome.then(
+                () => subscriber.complete(),
+                (error: unknown) => subscriber.error(error),
+              );
+              return undefined;
+            }),
+          );
+        });
+      });
+      outcome.then(resolve, reject);
+    });
+  }
+
+  /** Observable style: takes the lock when subscribed to, releases it when the result finishes. */
+  onSubscribe(): Observable<unknown> {
+    return new Observable((subscriber) => {
+      const unsubscribed = new AbortController(); // stops waiting for the lock
+      const work = async () => {
+        const lock = await this.acquire(unsubscribed.signal);
+        if (lock === null) return;
+        await this.service.runHolding(lock, () => {
+          if (subscriber.closed) return undefined;
+          const result = this.run(lock);
+          if (isObservable(result)) return relay(result, subscriber);
+          return Promise.resolve(result).then((value) => subscriber.next(value));
+        });
+      };
+      work().then(
+        () => subscriber.complete(),
+        (error: unknown) => subscriber.error(error),
+      );
+      return () => unsubscribed.abort();
+    });
+  }
+
+  private run(lock: RemoteLock): unknown {
+    return this.original.apply(this.host, withLastError(this.config, this.args, lock.lastError));
+  }
+
+  private async acquire(signal?: AbortSignal): Promise<RemoteLock | null> {
+    const { config, service } = this;
+    const name = typeof config.name === 'function' ? config.name(...this.args) : config.name;
+    assertLockName(name);
+    const options: LockOptions = {};
+    if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
+    if (config.reentrant !== undefined) options.reentrant = config.reentrant;
+    if (signal !== undefined) options.signal = signal;
+    try {
+      if (config.onLocked === 'skip' && config.acquireTimeoutMs === undefined) {
+        return await service.tryLock(name, options);
+      }
+      return await service.lock(name, config.acquireTimeoutMs, options);
+    } catch (error) {
+      if (!(error instanceof AcquireTimeoutError)) throw error;
+      if (config.onLocked === 'skip') return null;
+      if (this.isRoute) throw new LockConflictException(error);
+      throw error;
+    }
+  }
+}
+
+/**
+ * Forwards `source`'s values to `subscriber`; settles when `source` completes (resolves),
+ * errors (rejects) or `subscriber` unsubscribes (resolves). The caller forwards the end.
+ */
+function relay<T>(source: Observable<T>, subscriber: Subscriber<T>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const subscription = source.subscribe({
+      next: (value) => subscriber.next(value),
+      error: reject,
+      complete: () => resolve(),
+    });
+    subscriber.add(() => {
+      subscription.unsubscribe();
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,267 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { ForceReleasedError, LockLostError, type RemoteLock } from '../../lib';
+import { createTestApp, type TestApp } from '../support/app';
+import { testDatabases, uniqueTableName, type TestDatabase } from '../support/databases';
+
+const CLI = join(__dirname, '../../dist/cli/main.js');
+/**
+ * The lock global-setup builds dist/ under: other runs rebuild dist/ while this suite
+ * runs, so each command runs holding it shared (never while a build writes the files).
+ */
+const BUILD_LOCK = '/tmp/nestjs-rlock-build.lock';
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built command line as a real child process (stdin is a pipe, not a terminal). */
+function cli(...args: string[]): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const command = ['-s', BUILD_LOCK, process.execPath, CLI, ...args];
+    execFile('flock', command, { timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs the command line on a pseudo-terminal (util-linux `script`), typing `answer`. */
+function cliOnTerminal(answer: string, ...args: string[]): Promise<CliRun> {
+  const command = ['flock', '-s', BUILD_LOCK, process.execPath, CLI, ...args].map(
+    (a) => `'${a.replaceAll("'", `'\\''`)}'`,
+  );
+  return new Promise((resolve) => {
+    const child = execFile(
+      'script',
+      ['-qec', command.join(' '), '/dev/null'],
+      { timeout: 30_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+        resolve({ code, stdout, stderr });
+      },
+    );
+    // Answer once the question is on the terminal.
+    child.stdout!.on('data', (chunk) => {
+      if (String(chunk).includes('[y/N]')) child.stdin!.end(`${answer}\n`);
+    });
+  });
+}
+
+/** Asserts the exit code, showing stderr when it differs (success writes nothing to stderr). */
+function expectExit(run: CliRun, code: number): void {
+  expect({ code: run.code, stderr: run.stderr }).toEqual({
+    code,
+    stderr: code === 0 ? '' : expect.any(String),
+  });
+}
+
+/** The URL a user would type for this database. */
+function userUrl(db: TestDatabase): string {
+  return db.kind === 'sqlite' ? `sqlite:${db.url}` : db.url;
+}
+
+class DiskFullError extends Error {
+  readonly code = 'ENOSPC';
+  constructor(readonly device: string) {
+    super(`disk full on ${device}`);
+    this.name = 'DiskFullError';
+  }
+}
+
+describe.each(testDatabases())('nestjs-rlock command line on $label', (db) => {
+  const table = uniqueTableName('rlock_cli');
+  let app: TestApp;
+  let held: RemoteLock;
+  const run = (...args: string[]) => cli(...args, '--url', userUrl(db), '--table', table);
+
+  beforeAll(async () => {
+    app = await createTestApp(db, { tableName: table, holder: 'worker-7' });
+    const failed = await app.service.lock('cli:failed', 5_000);
+    await failed.unlock(new DiskFullError('/dev/sdb'));
+    const free = await app.service.lock('cli:free', 5_000);
+    await free.unlock();
+    held = await app.service.lock('cli:held', 5_000, { ttlMs: 120_000 });
+  });
+  afterAll(() => app.close());
+
+  it('status prints every lock as a table', async () => {
+    const { code, stdout, stderr } = await run('status');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+HOLDER\s+FENCE\s+EXPIRES IN\s+LAST OUTCOME$/);
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toMatch(/^cli:failed\s+free\s+-\s+\d+\s+-\s+error$/);
+    expect(lines[2]).toMatch(/^cli:free\s+free\s+-\s+\d+\s+-\s+released$/);
+    expect(lines[3]).toMatch(
+      new RegExp(
+        `^cli:held\\s+held\\s+worker-7\\s+${held.fence}\\s+(1m \\d\\ds|\\d+\\.\\ds)\\s+-$`,
+      ),
+    );
+  });
+
+  it('status --json prints the same locks as JSON', async () => {
+    const { code, stdout, stderr } = await run('status', '--json');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    const locks = JSON.parse(stdout);
+    expect(locks.map((lock: { name: string }) => lock.name)).toEqual([
+      'cli:failed',
+      'cli:free',
+      'cli:held',
+    ]);
+    expect(locks[2]).toMatchObject({ status: 'held', holder: 'worker-7', fence: held.fence });
+    expect(new Date(locks[2].expiresAt).getTime()).toBe(held.expiresAt.getTime());
+  });
+
+  it('inspect shows one lock with the error its last holder stored', async () => {
+    const { code, stdout, stderr } = await run('inspect', 'cli:failed');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/^name:\s+cli:failed$/m);
+    expect(stdout).toMatch(/^status:\s+free$/m);
+    expect(stdout).toMatch(/^last outcome:\s+error$/m);
+    expect(stdout).toMatch(/^last error:\s+DiskFullError: disk full on \/dev\/sdb$/m);
+    expect(stdout).toMatch(/^ {2}code:\s+ENOSPC$/m);
+    expect(stdout).toMatch(/^ {2}device:\s+\/dev\/sdb$/m);
+  });
+
+  it('inspect of an unknown lock exits with 5', async () => {
+    const { code, stdout, stderr } = await run('inspect', 'cli:nope');
+    expect(code).toBe(5);
+    expect(stdout).toBe('');
+    expect(stderr).toContain('Unknown lock "cli:nope"');
+  });
+
+  it('release without --yes and without a terminal refuses and changes nothing', async () => {
+    const { code, stderr } = await run('release', 'cli:held');
+    expect(code).toBe(2);
+    expect(stderr).toContain('pass --yes');
+    expect((await app.service.inspect('cli:held'))?.status).toBe('held');
+  });
+
+  it('release on a terminal asks first: "n" keeps the lock, "y" releases it', async () => {
+    const tty = await app.service.lock('cli:tty', 5_000, { ttlMs: 120_000 });
+    const no = await cliOnTerminal(
+      'n',
+      'release',
+      'cli:tty',
+      '--url',
+      userUrl(db),
+      '--table',
+      table,
+    );
+    expect(no.stdout).toContain(
+      `Force-release the lock "cli:tty" held by worker-7 (fence ${tty.fence})?`,
+    );
+    expectExit(no, 1);
+    expect((await app.service.inspect('cli:tty'))?.status).toBe('held');
+    const yes = await cliOnTerminal(
+      'y',
+      'release',
+      'cli:tty',
+      '--url',
+      userUrl(db),
+      '--table',
+      table,
+    );
+    expectExit(yes, 0);
+    expect(yes.stdout).toContain('Released the lock "cli:tty"');
+    await expect(tty.extend()).rejects.toBeInstanceOf(LockLostError);
+  });
+
+  it('release --yes force-releases: the holder loses the lock, the next one is told why', async () => {
+    const { code, stdout, stderr } = await run(
+      'release',
+      'cli:held',
+      '--yes',
+      '--reason',
+      'stuck since Monday',
+    );
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toContain(
+      `Released the lock "cli:held" (was held by worker-7, fence ${held.fence})`,
+    );
+    await expect(held.extend()).rejects.toBeInstanceOf(LockLostError);
+    const next = await app.service.lock('cli:held', 5_000);
+    expect(next.lastError).toBeInstanceOf(ForceReleasedError);
+    expect(next.lastError?.message).toBe('stuck since Monday');
+    await next.unlock();
+    const again = await run('release', 'cli:held', '--yes');
+    expectExit(again, 0);
+    expect(again.stdout).toContain('is not held: nothing to release');
+    expect((await run('release', 'cli:nope', '--yes')).code).toBe(5);
+  });
+
+  it('purge deletes the rows of locks unused for the given age', async () => {
+    const none = await run('purge', '--older-than', '7d');
+    expectExit(none, 0);
+    expect(none.stdout.trim()).toBe('Deleted 0 rows of locks unused for 7d.');
+    const all = await run('purge', '--older-than', '0s');
+    expectExit(all, 0);
+    expect(all.stdout.trim()).toBe('Deleted 4 rows of locks unused for 0s.');
+    const empty = await run('status');
+    expect(empty.stdout.trim()).toBe(`No locks in the table "${table}".`);
+  });
+
+  it('exits with 4 when the lock table is missing', async () => {
+    const { code, stderr } = await cli('status', '--url', userUrl(db), '--table', 'no_such_rlock');
+    expect(code).toBe(4);
+    expect(stderr).toContain('The lock table "no_such_rlock" does not exist');
+  });
+
+  if (db.kind === 'mariadb') {
+    it('accepts a mariadb:// URL', async () => {
+      const url = db.url.replace(/^mysql:/, 'mariadb:');
+      const { code, stdout, stderr } = await cli('status', '--url', url, '--table', table);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      expect(stdout).toContain('No locks in the table');
+    });
+  }
+
+  if (db.kind === 'sqlite') {
+    it('accepts a plain file path', async () => {
+      const { code, stdout, stderr } = await cli('status', '--url', db.url, '--table', table);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      expect(stdout).toContain('No locks in the table');
+    });
+  }
+});
+
+describe('nestjs-rlock command line usage errors', () => {
+  it('prints help with --help and exits with 0', async () => {
+    const { code, stdout, stderr } = await cli('--help');
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toContain('Usage: nestjs-rlock <command> --url <database url>');
+  });
+
+  it.each([
+    [[], 'No command given.'],
+    [['frobnicate', '--url', 'x.db'], 'Unknown command "frobnicate".'],
+    [['status'], 'Missing --url'],
+    [['status', '--url', 'redis://127.0.0.1:6379'], 'Unsupported database URL scheme "redis"'],
+    [['status', '--url', 'postgres://'], 'Cannot read the database URL'],
+    [['status', '--url', 'x.db', '--bogus'], "Unknown option '--bogus'"],
+    [['inspect', '--url', 'x.db'], '"inspect" needs a lock name'],
+    [['purge', '--url', 'x.db'], 'purge needs --older-than'],
+    [['purge', '--url', 'x.db', '--older-than', 'soon'], '--older-than must be a number'],
+    [['status', '--url', 'x.db', '--table', 'bad-name;'], 'tableName must be an SQL identifier'],
+  ])('exits with 2 for %j', async (args, message) => {
+    const { code, stdout, stderr } = await cli(...args);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(message);
+  });
+
+  it('exits with 3 when the database is unreachable or the SQLite file does not exist', async () => {
+    const refused = await cli('status', '--url', 'postgres://postgres:secret@127.0.0.1:1/test');
+    expectExit(refused, 3);
+    expect(refused.stderr).toContain(
+      'Cannot connect to the database at postgres://postgres:***@127.0.0.1:1/test',
+    );
+    expect(refused.stderr).not.toContain('secret');
+    const missing = await cli('status', '--url', 'sqlite:/nonexistent/dir/locks.sqlite');
+    expectExit(missing, 3);
+    expect(missing.stderr).toContain('No SQLite database at /nonexistent/dir/locks.sqlite');
+  });
+});
