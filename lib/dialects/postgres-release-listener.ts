@@ -14,12 +14,17 @@ export interface PgListenClient {
 /** First and longest pause between reconnection attempts of the listening connection. */
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 5_000;
+/** How long the listener waits to hear its own test notification before giving up on wake-ups. */
+const PROBE_TIMEOUT_MS = 1_000;
 
 /**
  * One dedicated PostgreSQL connection per dialect that LISTENs on the channels of the
  * locks this process waits for (one channel per lock, so that a release wakes only the
  * processes waiting for that lock), reconnecting with backoff whenever it drops. While it
  * is not connected, waiters fall back to polling; `listening` says which mode applies.
+ * On its first connection it sends itself a test notification: behind a transaction-
+ * pooling proxy (PgBouncer) LISTEN succeeds but nothing is ever delivered, and then the
+ * listener gives up for good so that waiters poll at their normal pace.
  */
 export class PostgresReleaseListener {
   private client: PgListenClient | undefined;
@@ -28,6 +33,8 @@ export class PostgresReleaseListener {
   private closed = false;
   private connected = false;
   private readonly channels = new Set<string>();
+  private verified = false;
+  private probeHeard: ((heard: boolean) => void) | undefined;
 
   constructor(
     private readonly createClient: () => PgListenClient,
@@ -35,6 +42,10 @@ export class PostgresReleaseListener {
     private readonly onNotification: (channel: string, payload: string) => void,
     /** `channel` is now listened to (after LISTEN, or after a reconnection): releases before it were not heard. */
     private readonly onListening: (channel: string) => void,
+    /** Sends a notification on `channel` through another connection. */
+    private readonly sendProbe: (channel: string) => Promise<void>,
+    /** The channel of the test notification (unique to this process). */
+    private readonly probeChannel: string,
   ) {}
 
   /** Whether the listening connection is up. */
@@ -48,13 +59,21 @@ export class PostgresReleaseListener {
     const client = this.createClient();
     this.client = client;
     client.on('notification', (message) => {
-      if (this.channels.has(message.channel))
+      if (message.channel === this.probeChannel) this.probeHeard?.(true);
+      else if (this.channels.has(message.channel))
         this.onNotification(message.channel, message.payload ?? '');
     });
     client.on('error', () => this.dropped(client));
     client.on('end', () => this.dropped(client));
     try {
       await client.connect();
+      if (!this.verified) {
+        if (!(await this.hearsItself(client))) {
+          await this.close();
+          return;
+        }
+        this.verified = true;
+      }
       for (const channel of this.channels) await client.query(`LISTEN "${channel}"`);
     } catch {
       this.dropped(client);
@@ -64,6 +83,20 @@ export class PostgresReleaseListener {
     this.connected = true;
     this.retryMs = RECONNECT_MIN_MS;
     for (const channel of this.channels) this.onListening(channel);
+  }
+
+  /** Whether a notification sent through another connection reaches this one. */
+  private async hearsItself(client: PgListenClient): Promise<boolean> {
+    const heard = new Promise<boolean>((resolve) => {
+      this.probeHeard = resolve;
+      setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
+    });
+    await client.query(`LISTEN "${this.probeChannel}"`);
+    await this.sendProbe(this.probeChannel);
+    const result = await heard;
+    this.probeHeard = undefined;
+    await client.query(`UNLISTEN "${this.probeChannel}"`);
+    return result;
   }
 
   /** Starts listening on `channel`; `onListening(channel)` follows once the LISTEN is active. */

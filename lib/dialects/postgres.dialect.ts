@@ -62,6 +62,13 @@ export class PostgresDialect implements LockDialect {
         () => new Client(options),
         (channel, payload) => this.notified(channel, payload),
         (channel) => this.wake(channel),
+        async (channel) => {
+          await this.pool.query({
+            text: 'SELECT pg_notify($1::text, $2::text)',
+            values: [channel, 'probe'],
+          });
+        },
+        `${this.channelPrefix}probe_${this.instance}`,
       );
       this.waitQueue = new PostgresWaitQueue(
         () => new Client(options),
@@ -315,7 +322,7 @@ function statements(table: string, id: string) {
          WHERE t.id = $1 AND t.token = $2
          RETURNING t.id
        )
-       SELECT pg_notify($5::text, $6::text), set_config('synchronous_commit', 'off', true) FROM r`,
+       SELECT pg_notify($5::text, $6::text) FROM r`,
     ),
     forceRelease: named(
       'force-release',

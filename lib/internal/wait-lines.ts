@@ -96,7 +96,8 @@ export class WaitLines {
 
   /**
    * Records that this process no longer holds the lock, and wakes the first waiter. After
-   * a contended holding, this process lets the others go first for a moment (see `courtesyMs`).
+   * a holding it had to wait for (contention), this process lets the others go first for a
+   * moment (see `courtesyMs`).
    */
   released(key: string): void {
     const line = this.lines.get(key);
@@ -104,7 +105,7 @@ export class WaitLines {
     line.holders = Math.max(0, line.holders - 1);
     if (line.contended && this.courtesyMs > 0) {
       line.contended = false;
-      if (this.courtesy.size > 1000) this.pruneCourtesy();
+      if (this.courtesy.size > 1000) this.prune();
       this.courtesy.set(key, performance.now() + this.courtesyMs);
     }
     line.waiters[0]?.wake();
@@ -140,7 +141,7 @@ export class WaitLines {
     return line;
   }
 
-  private pruneCourtesy(): void {
+  private prune(): void {
     const now = performance.now();
     for (const [key, until] of this.courtesy) if (until <= now) this.courtesy.delete(key);
   }
