@@ -15,4 +15,15 @@ fi
 echo "[ha] installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Keep the packages' own services from starting on install (they would take ports).
+policy=/usr/sbin/policy-rc.d
+had_policy=0
+[ -e "$policy" ] && had_policy=1
+if [ "$had_policy" = 0 ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+fi
+status=0
+apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+[ "$had_policy" = 0 ] && rm -f "$policy"
+exit $status
