@@ -248,22 +248,24 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         // Woken at or past the deadline: give up without another attempt, so that the
         // local waiters timing out together do not each hit the database in turn.
         const overdue = slept && performance.now() >= deadline;
-        // Just released after contention, and releases wake waiters: queue behind the others.
-        const woken = this.dialect.wakesWaiters?.() ?? false;
-        const courtesy = woken ? this.lines.courtesyLeft(key) : 0;
-        if (courtesy > 0) {
-          this.dialect.queue?.(key);
-          delay = courtesyDelay(courtesy, woken);
+        // Just released here after contention: when the dialect lines waiting processes
+        // up, take a place behind the others instead of re-taking the lock at once.
+        const courtesy = this.lines.courtesyLeft(key);
+        if (courtesy > 0 && this.dialect.queue?.(key) === 'woken') {
+          delay = courtesyDelay(courtesy);
         } else if (!overdue && this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
           const result = await this.attemptRaw(name, key, call, attempts > 0);
-          if (result instanceof RemoteLock) {
-            this.dialect.dequeue?.(key);
-            return result;
-          }
+          // Taken: its place in line (if any) is kept until the release has committed.
+          if (result instanceof RemoteLock) return result;
           this.lines.contended(key);
-          this.dialect.queue?.(key);
+          const wakeUp = this.dialect.queue?.(key) ?? 'polls';
           delay = untilLeaseEnd(
-            retryDelay(attempts++, this.options.backoffMinMs, this.options.backoffMaxMs, woken),
+            retryDelay(
+              attempts++,
+              this.options.backoffMinMs,
+              this.options.backoffMaxMs,
+              wakeUp === 'woken',
+            ),
             result.expiresAtUs,
             result.nowUs,
           );
@@ -278,7 +280,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       }
     } finally {
       this.lines.leave(key, waiter);
-      if (!this.lines.hasWaiters(key)) this.dialect.dequeue?.(key);
+      if (!this.lines.hasWaiters(key) && !this.lines.isHeldHere(key)) this.dialect.dequeue?.(key);
     }
   }
 
@@ -339,6 +341,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         settled: (settledLock) => {
           this.held.delete(settledLock);
           this.lines.released(key);
+          // The release has committed (or the lock is lost): call the next process in line.
+          if (!this.lines.isHeldHere(key)) this.dialect.dequeue?.(key);
         },
       },
     });

@@ -50,6 +50,9 @@ export type AcquireResult =
       nowUs: number | null;
     };
 
+/** How a waiting process learns that a lock may have been freed (see `LockDialect.queue`). */
+export type WakeUp = 'woken' | 'polls';
+
 /** A release. */
 export interface ReleaseCommand {
   key: string;
@@ -82,13 +85,19 @@ export interface LockDialect {
   list(): Promise<StoredLock[]>;
   /** Deletes rows of free locks unused for `olderThanMs`; returns how many. */
   purge(olderThanMs: number): Promise<number>;
-  /** Calls `listener` with a lock's key when another process may have released it. */
+  /** Calls `listener` with a lock's key when another process may have released it (or this process's turn in line came). */
   onRelease?(listener: (key: string) => void): void;
-  /** Whether `onRelease` currently hears every release (waiters then poll only as a fallback). */
-  wakesWaiters?(): boolean;
-  /** This process waits for `key` (an attempt failed): the dialect may queue it so that a release wakes one process, not all. */
-  queue?(key: string): void;
-  /** This process no longer waits for `key` (it took the lock, or its waiters gave up). */
+  /**
+   * This process waits for `key` (an attempt failed, or it lets the others go first): the
+   * dialect may put it in line, so that a release calls one process instead of waking all.
+   * `'woken'`: a release (or its turn in line) will wake this process through `onRelease`,
+   * so it polls only as a fallback; `'polls'`: nothing will, it polls with the backoff.
+   */
+  queue?(key: string): WakeUp;
+  /**
+   * This process neither waits for nor holds `key` any more: it gives its place in line up,
+   * calling the next process. Called after a release has committed.
+   */
   dequeue?(key: string): void;
   /** Health check: true when the lock table answers, false when it is missing; throws when the database does not answer. Opens nothing. */
   probe?(): Promise<boolean>;

@@ -6,10 +6,12 @@ import type {
   LockDialect,
   ReleaseCommand,
   StoredLock,
+  WakeUp,
 } from './dialect.interface';
 import { toNumber, toStoredLock } from './dialect.utils';
 import { PostgresReleaseListener } from './postgres-release-listener';
-import { PostgresWaitQueue, keyTag, type PgQueueClient } from './postgres-wait-queue';
+import { keyTag, postgresQueueSession, type PgQueueClient } from './postgres-wait-queue';
+import { HANDOFF_RESERVE_MS, WaitQueue } from './wait-queue';
 
 interface PgPool {
   /** The client class and connection options of the pool (pg-pool). */
@@ -42,7 +44,9 @@ export class PostgresDialect implements LockDialect {
   /** Tags this process's notifications, so that it ignores its own releases. */
   private readonly instance = randomBytes(6).toString('hex');
   private listener: PostgresReleaseListener | undefined;
-  private waitQueue: PostgresWaitQueue | undefined;
+  private waitQueue: WaitQueue | undefined;
+  /** Namespace of this lock table in the two-key advisory lock space (the wait queue's). */
+  private readonly tableTag: number;
   private released: ((key: string) => void) | undefined;
 
   constructor(dataSource: DataSource, tableName: string) {
@@ -55,6 +59,7 @@ export class PostgresDialect implements LockDialect {
     this.sql = statements(table, qualified);
     const master = (dataSource.driver as unknown as { master: PgPool }).master;
     this.pool = retryingConflicts(unnamedBehindPooler(master));
+    this.tableTag = keyTag(createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex'));
     this.channelPrefix = `rlock_${createHash('sha256').update(qualified).digest('hex').slice(0, 12)}_`;
     const { Client, options } = master;
     if (Client) {
@@ -70,10 +75,16 @@ export class PostgresDialect implements LockDialect {
         },
         `${this.channelPrefix}probe_${this.instance}`,
       );
-      this.waitQueue = new PostgresWaitQueue(
-        () => new Client(options),
-        keyTag(createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex')),
-        (key) => this.listenFor(key),
+      const tableTag = keyTag(
+        createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex'),
+      );
+      this.waitQueue = new WaitQueue(
+        (onFailure) => {
+          const client = new Client(options);
+          const session = postgresQueueSession(client, tableTag, () => onFailure(session));
+          return session;
+        },
+        (key) => this.released?.(key),
       );
     }
   }
@@ -89,14 +100,16 @@ export class PostgresDialect implements LockDialect {
     this.released = listener;
   }
 
-  wakesWaiters(): boolean {
-    return this.listener?.listening ?? false;
-  }
-
-  queue(key: string): void {
-    if (!this.listener?.listening || this.listenedKeys.has(this.channelOf(key))) return;
-    // Queued: this process listens once it is first in line. Otherwise it listens at once.
+  queue(key: string): WakeUp {
+    if (!this.listener?.listening) return 'polls';
+    if (this.listenedKeys.has(this.channelOf(key))) return 'woken';
+    // Not in line (full, or no connection): every release of this lock wakes it.
     if (!this.waitQueue?.enter(key)) this.listenFor(key);
+    // First in line, the lock is still held: by a process that is not in line, whose
+    // release does not call the next one. Hear that release. (Behind another process,
+    // this one is called when its turn comes.)
+    else if (this.waitQueue.placeOf(key) === 'first') this.listenFor(key);
+    return 'woken';
   }
 
   dequeue(key: string): void {
@@ -117,9 +130,15 @@ export class PostgresDialect implements LockDialect {
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
     const { key, token, holder, ttlMs, leaseExpiredMessage, name } = command;
+    const values: unknown[] = [key, token, holder, ttlMs, leaseExpiredMessage];
+    const inLine = this.waitQueue !== undefined && this.listener?.listening === true;
+    if (inLine) {
+      const first = this.waitQueue!.placeOf(key) === 'first';
+      values.push(first, HANDOFF_RESERVE_MS, this.tableTag, keyTag(key));
+    }
     const { rows } = await this.pool.query({
-      ...this.sql.acquire,
-      values: [key, token, holder, ttlMs, leaseExpiredMessage],
+      ...(inLine ? this.sql.acquireInLine : this.sql.acquire),
+      values,
     });
     const row = rows[0];
     if (row === undefined) {
@@ -133,7 +152,9 @@ export class PostgresDialect implements LockDialect {
         : granted(fresh);
     }
     if (row.acquired) return granted(row);
-    return { acquired: false, expiresAtUs: toNumber(row.expires_at), nowUs: toNumber(row.now) };
+    // No lease end when the lock is free (kept for the first process in line).
+    const expiresAtUs = row.expires_at === null ? null : toNumber(row.expires_at);
+    return { acquired: false, expiresAtUs, nowUs: toNumber(row.now) };
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
@@ -181,7 +202,8 @@ export class PostgresDialect implements LockDialect {
 
   async close(): Promise<void> {
     // The pool belongs to TypeORM, which closes it; the listening connection is ours.
-    await Promise.all([this.listener?.close(), this.waitQueue?.close()]);
+    this.waitQueue?.close();
+    await this.listener?.close();
   }
 
   /** The notification channel of one lock: a release wakes only the processes waiting for it. */
@@ -264,15 +286,9 @@ function granted(row: Record<string, unknown>): AcquireResult {
   };
 }
 
-function statements(table: string, id: string) {
-  const named = (suffix: string, text: string) => ({ name: `rlock:${id}:${suffix}`, text });
-  return {
-    probe: named('probe', `SELECT 1 FROM ${table} WHERE false`),
-    // A conditional UPDATE writes nothing when the lock is held; the second branch reports
-    // the holder's lease end so that a waiter knows when it could expire.
-    acquire: named(
-      'acquire',
-      `WITH c AS (SELECT ${NOW} AS now),
+/** The attempt: grants a free or expired lock when `mayTake` (an SQL condition on `t`) holds. */
+function acquireStatement(table: string, mayTake: string): string {
+  return `WITH c AS (SELECT ${NOW} AS now),
        g AS (
          UPDATE ${table} AS t SET
            last_outcome = CASE WHEN t.token IS NULL THEN t.last_outcome ELSE 'expired' END,
@@ -284,13 +300,33 @@ function statements(table: string, id: string) {
          FROM c
          -- The clock is read again here, not taken from c: after waiting for a concurrent
          -- grant's row lock, the re-check and the new lease use the time of the grant.
-         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW})
+         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW}) AND ${mayTake}
          RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error
        )
        SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, NULL::bigint AS now FROM g
        UNION ALL
-       SELECT false, t.fence, NULL, t.expires_at, NULL, NULL, c.now FROM ${table} AS t, c
-       WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM g)`,
+       SELECT false, t.fence, NULL, CASE WHEN t.token IS NULL THEN NULL ELSE t.expires_at END, NULL, NULL, c.now
+       FROM ${table} AS t, c
+       WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM g)`;
+}
+
+function statements(table: string, id: string) {
+  const named = (suffix: string, text: string) => ({ name: `rlock:${id}:${suffix}`, text });
+  return {
+    probe: named('probe', `SELECT 1 FROM ${table} WHERE false`),
+    // A conditional UPDATE writes nothing when the lock is held; the second branch reports
+    // the holder's lease end so that a waiter knows when it could expire.
+    acquire: named('acquire', acquireStatement(table, 'true')),
+    // The same while processes wait in line: a lock released less than $7 ms ago is kept
+    // for the process first in line (it holds the line's advisory lock, so a shared try
+    // fails) unless this process is that one ($6).
+    acquireInLine: named(
+      'acquire-in-line',
+      acquireStatement(
+        table,
+        `CASE WHEN t.token IS NULL AND NOT $6::boolean AND t.released_at > ${NOW} - $7::bigint * 1000
+           THEN pg_try_advisory_xact_lock_shared($8::int4, $9::int4) ELSE true END`,
+      ),
     ),
     // First use of a name: the fence starts from the clock so that a row created again
     // after a purge never goes below the fences handed out before.
@@ -311,9 +347,6 @@ function statements(table: string, id: string) {
     ),
     // The release notifies in the same statement (delivered when it commits), so that
     // waiters in other processes try again at once. One row when released, none otherwise.
-    // It commits without waiting for the WAL flush: the next grant's (synchronous) commit
-    // flushes it, and a server crash before that can only leave the lock held until its
-    // lease ends (the safe side), never grant it twice.
     release: named(
       'release',
       `WITH c AS (SELECT ${NOW} AS now),

@@ -38,10 +38,10 @@ export function retryDelay(attempt: number, minMs: number, maxMs: number, woken:
   return backoffDelay(attempt, minMs, maxMs);
 }
 
-/** The most a process that queued after its own release waits to be woken for its turn. */
+/** The most a process that queued after its own release waits to be called before it tries anyway. */
 export const QUEUED_COURTESY_MS = 50;
 
-/** Sleep of a process letting others go first: until woken for its turn when releases wake waiters. */
-export function courtesyDelay(courtesyLeftMs: number, woken: boolean): number {
-  return woken ? Math.max(courtesyLeftMs, QUEUED_COURTESY_MS) : courtesyLeftMs;
+/** Sleep of a process that released after contention and queued behind the others: until called. */
+export function courtesyDelay(courtesyLeftMs: number): number {
+  return Math.max(courtesyLeftMs, QUEUED_COURTESY_MS);
 }

@@ -55,8 +55,8 @@ describe('retryDelay and courtesyDelay', () => {
     }
   });
 
-  it('waits to be woken for its turn only when releases wake waiters', () => {
-    expect(courtesyDelay(2, true)).toBe(QUEUED_COURTESY_MS);
-    expect(courtesyDelay(2, false)).toBe(2);
+  it('waits in line to be called, at least the queued courtesy', () => {
+    expect(courtesyDelay(2)).toBe(QUEUED_COURTESY_MS);
+    expect(courtesyDelay(QUEUED_COURTESY_MS + 10)).toBe(QUEUED_COURTESY_MS + 10);
   });
 });
