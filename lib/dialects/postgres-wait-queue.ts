@@ -1,9 +1,28 @@
 import type { PgListenClient } from './postgres-release-listener';
 import type { QueueSession } from './wait-queue';
 
+/** A statement for `pg`: named (prepared once per connection) or not. */
+export interface PgStatement {
+  name?: string;
+  text: string;
+  values?: unknown[];
+}
+
+/** What `pg` answers to a statement. */
+export interface PgResult {
+  rows: Record<string, unknown>[];
+  rowCount: number | null;
+}
+
 /** A `pg` client that can run a parameterized query. */
 export interface PgQueueClient extends PgListenClient {
   query(text: string, values?: unknown[]): Promise<unknown>;
+  query(statement: PgStatement): Promise<PgResult>;
+}
+
+/** A wait-queue session on PostgreSQL, which can also run a statement (a release). */
+export interface PgQueueSession extends QueueSession {
+  query(statement: PgStatement): Promise<PgResult>;
 }
 
 const LOCK = 'SELECT pg_advisory_lock($1::int4, $2::int4)';
@@ -18,7 +37,7 @@ export function postgresQueueSession(
   client: PgQueueClient,
   tableTag: number,
   onFailure: () => void,
-): QueueSession {
+): PgQueueSession {
   let ended = false;
   const fail = () => {
     if (!ended) onFailure();
@@ -28,6 +47,7 @@ export function postgresQueueSession(
   // pg queues queries until the connection is up; a failed connect fails them.
   client.connect().catch(fail);
   return {
+    query: (statement) => client.query(statement),
     lock: async (key) => {
       await client.query(LOCK, [tableTag, keyTag(key)]);
     },

@@ -10,7 +10,12 @@ import type {
 } from './dialect.interface';
 import { toNumber, toStoredLock } from './dialect.utils';
 import { PostgresReleaseListener } from './postgres-release-listener';
-import { keyTag, postgresQueueSession, type PgQueueClient } from './postgres-wait-queue';
+import {
+  keyTag,
+  postgresQueueSession,
+  type PgQueueClient,
+  type PgQueueSession,
+} from './postgres-wait-queue';
 import { HANDOFF_RESERVE_MS, WaitQueue } from './wait-queue';
 
 interface PgPool {
@@ -25,6 +30,8 @@ interface PgPool {
 
 /** The database clock, in microseconds since the Unix epoch, at the moment it is read. */
 const NOW = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
+/** The row is free (never taken, released) or its lease has run out, at `c.now`. */
+const FREE = `(t.token IS NULL OR t.expires_at <= c.now)`;
 const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at, t.released_at, t.last_outcome, t.last_error`;
 
 /**
@@ -44,7 +51,7 @@ export class PostgresDialect implements LockDialect {
   /** Tags this process's notifications, so that it ignores its own releases. */
   private readonly instance = randomBytes(6).toString('hex');
   private listener: PostgresReleaseListener | undefined;
-  private waitQueue: WaitQueue | undefined;
+  private waitQueue: WaitQueue<PgQueueSession> | undefined;
   /** Namespace of this lock table in the two-key advisory lock space (the wait queue's). */
   private readonly tableTag: number;
   private released: ((key: string) => void) | undefined;
@@ -78,7 +85,7 @@ export class PostgresDialect implements LockDialect {
       const tableTag = keyTag(
         createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex'),
       );
-      this.waitQueue = new WaitQueue(
+      this.waitQueue = new WaitQueue<PgQueueSession>(
         (onFailure) => {
           const client = new Client(options);
           const session = postgresQueueSession(client, tableTag, () => onFailure(session));
@@ -131,15 +138,16 @@ export class PostgresDialect implements LockDialect {
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
     const { key, token, holder, ttlMs, leaseExpiredMessage, name } = command;
     const values: unknown[] = [key, token, holder, ttlMs, leaseExpiredMessage];
-    const inLine = this.waitQueue !== undefined && this.listener?.listening === true;
-    if (inLine) {
-      const first = this.waitQueue!.placeOf(key) === 'first';
-      values.push(first, HANDOFF_RESERVE_MS, this.tableTag, keyTag(key));
+    let statement = this.sql.acquire;
+    if (this.waitQueue?.placeOf(key) === 'first') {
+      // Called by the previous holder's release, which may not have committed yet: wait
+      // for it on the row lock instead of missing it.
+      statement = this.sql.acquireFirst;
+    } else if (this.waitQueue !== undefined && this.listener?.listening === true) {
+      statement = this.sql.acquireInLine;
+      values.push(false, HANDOFF_RESERVE_MS, this.tableTag, keyTag(key));
     }
-    const { rows } = await this.pool.query({
-      ...(inLine ? this.sql.acquireInLine : this.sql.acquire),
-      values,
-    });
+    const { rows } = await this.pool.query({ ...statement, values });
     const row = rows[0];
     if (row === undefined) {
       const inserted = await this.pool.query({
@@ -163,17 +171,29 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(command: ReleaseCommand): Promise<boolean> {
-    const { rowCount } = await this.pool.query({
-      ...this.sql.release,
-      values: [
-        command.key,
-        command.token,
-        command.outcome,
-        command.error,
-        this.channelOf(command.key),
-        this.instance,
-      ],
-    });
+    const values = [
+      command.key,
+      command.token,
+      command.outcome,
+      command.error,
+      this.channelOf(command.key),
+      this.instance,
+    ];
+    // First in line: release on the line's own session, giving its advisory lock up in the
+    // same statement; the next process's attempt then waits for this commit on the row lock.
+    const throughLine = this.waitQueue?.leaveThrough(
+      command.key,
+      async (session) =>
+        (
+          await retryingConflicts(session).query({
+            ...this.sql.releaseInLine,
+            values: [...values, this.tableTag, keyTag(command.key)],
+          })
+        ).rowCount === 1,
+      (released) => released,
+    );
+    if (throughLine) return throughLine;
+    const { rowCount } = await this.pool.query({ ...this.sql.release, values });
     return rowCount === 1;
   }
 
@@ -328,6 +348,31 @@ function statements(table: string, id: string) {
            THEN pg_try_advisory_xact_lock_shared($8::int4, $9::int4) ELSE true END`,
       ),
     ),
+    // The attempt of the process first in line, called by the previous holder's release
+    // while it may still be committing. It matches the row whatever its state, so it waits
+    // for that commit on the row lock and then decides on the row as committed; the
+    // assignments keep a held row as it is. The clock is read once, before that wait: a
+    // little early (the safe side for expiry and for the new lease), and still after the
+    // previous release's own reading.
+    acquireFirst: named(
+      'acquire-first',
+      `WITH c AS (SELECT ${NOW} AS now)
+       UPDATE ${table} AS t SET
+         last_outcome = CASE WHEN t.token IS NOT NULL AND t.expires_at <= c.now THEN 'expired' ELSE t.last_outcome END,
+         last_error = CASE WHEN t.token IS NOT NULL AND t.expires_at <= c.now THEN json_build_object(
+           'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
+           'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text
+           ELSE t.last_error END,
+         token = CASE WHEN ${FREE} THEN $2 ELSE t.token END,
+         holder = CASE WHEN ${FREE} THEN $3 ELSE t.holder END,
+         fence = CASE WHEN ${FREE} THEN t.fence + 1 ELSE t.fence END,
+         acquired_at = CASE WHEN ${FREE} THEN c.now ELSE t.acquired_at END,
+         expires_at = CASE WHEN ${FREE} THEN c.now + $4::bigint * 1000 ELSE t.expires_at END
+       FROM c
+       WHERE t.id = $1
+       RETURNING t.token = $2 AS acquired, t.fence, t.acquired_at, t.expires_at, t.last_outcome,
+         t.last_error, c.now`,
+    ),
     // First use of a name: the fence starts from the clock so that a row created again
     // after a purge never goes below the fences handed out before.
     insert: named(
@@ -356,6 +401,18 @@ function statements(table: string, id: string) {
          RETURNING t.id
        )
        SELECT pg_notify($5::text, $6::text) FROM r`,
+    ),
+    // The release of the process first in line, on the line's session: gives the line's
+    // advisory lock up in the same statement (calling the next process) when it released.
+    releaseInLine: named(
+      'release-in-line',
+      `WITH c AS (SELECT ${NOW} AS now),
+       r AS (
+         UPDATE ${table} AS t SET token = NULL, last_outcome = $3, last_error = $4, released_at = c.now FROM c
+         WHERE t.id = $1 AND t.token = $2
+         RETURNING t.id
+       )
+       SELECT pg_notify($5::text, $6::text), pg_advisory_unlock($7::int4, $8::int4) FROM r`,
     ),
     forceRelease: named(
       'force-release',
