@@ -4,6 +4,7 @@
 const { startApp, rlock } = require('./support/app');
 const { countQueries } = require('./support/query-counter');
 const { nativeSession, rawStatements, ensureRawRow } = require('./support/native-lock');
+const { ownStatements } = require('./support/own-statements');
 
 const config = JSON.parse(process.argv[2]);
 const counter = countQueries(config.kind);
@@ -74,13 +75,17 @@ const roles = {
   },
 
   /**
-   * Uncontended lock + unlock of the library, of the same two statements raw and of the
-   * native lock, in alternating slices of 200 ms so that a changing machine load (shared
-   * machine) weighs on all of them alike.
+   * Uncontended lock + unlock of the library, of the statements one library cycle sends
+   * (recorded at the driver) replayed raw, of a naive lock table's two statements raw and
+   * of the native lock, in alternating slices of 200 ms so that a changing machine load
+   * (shared machine) weighs on all of them alike.
    */
   async compare({ service, dataSource }, go) {
     const name = `${config.name}:${process.pid}`;
     const steps = { rlock: async () => (await service.lock(name, 10_000)).unlock() };
+    for (let i = 0; i < 50; i++) await steps.rlock(); // steady state: the row exists
+    const own = await ownStatements(config.kind, dataSource, steps.rlock, () => counter.sent);
+    steps.own = own.step;
     const raw = rawStatements(config.kind, dataSource, config.table, config.url);
     await ensureRawRow(config.kind, dataSource, config.table, `${name}:raw`);
     let n = 0;
@@ -116,10 +121,14 @@ const roles = {
     raw.close();
     session?.close();
     const perSecond = Object.fromEntries(Object.keys(steps).map((k) => [k, cycles[k] / time[k]]));
-    return { perSecond };
+    return { perSecond, own: { statements: own.statements, unrecorded: own.unrecorded } };
   },
 
-  /** Contended loop on one name: lock, read the counter row, write it + 1, unlock (rlock | native). */
+  /**
+   * Contended loop on one name: lock, read the counter row, write it + 1, unlock (rlock |
+   * native | durable: the native lock plus a grant and a release UPDATE on a lock-table row,
+   * autocommit, around the critical section).
+   */
   async contend({ service, dataSource }, go) {
     const table = config.counterTable;
     const q = (sql) => (config.kind === 'postgres' ? sql.replace('?', '$1') : sql);
@@ -142,6 +151,22 @@ const roles = {
       unlock = () => session.unlock(config.nativeId);
       read = () => session.read(table);
       write = (value) => session.write(table, value);
+      if (config.variant === 'durable') {
+        const raw = rawStatements(config.kind, dataSource, config.table, config.url);
+        close = () => (raw.close(), session.close());
+        await ensureRawRow(config.kind, dataSource, config.table, config.name);
+        let n = 0;
+        let token;
+        lock = async () => {
+          await session.lock(config.nativeId);
+          token = `${process.pid}-${n++}`;
+          if (!(await raw.acquire(config.name, token))) throw new Error('durable grant failed');
+        };
+        unlock = async () => {
+          if (!(await raw.release(config.name, token))) throw new Error('durable release failed');
+          await session.unlock(config.nativeId);
+        };
+      }
     }
     ready();
     go = await go;
