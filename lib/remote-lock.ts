@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { LockDatabaseError } from './errors/lock-database.error';
 import { LockLostError } from './errors/lock-lost.error';
 import type { LockEventEmitter } from './events/lock-event-emitter';
 import { assertDuration } from './internal/validate';
@@ -11,7 +13,10 @@ export interface LockLease {
   ttlMs: number;
   /** Renews the lease; the new end (µs, database clock), or null when it is no longer ours. Throws LockDatabaseError. */
   renew(ttlMs: number): Promise<number | null>;
-  /** Releases with an outcome; false when it is no longer ours. Throws LockDatabaseError. */
+  /**
+   * Releases with an outcome; false when it is no longer ours. Throws the driver's error
+   * as is: the lock wraps it in a LockDatabaseError (one promise less on every release).
+   */
   release(failed: boolean, error: unknown): Promise<boolean>;
   /** Called once when this process stops holding the lock (released, lost or given up). */
   settled(lock: RemoteLock): void;
@@ -48,14 +53,19 @@ export class RemoteLock {
   #lease: LockLease | null;
   #parent: RemoteLock | null;
   #state: State = 'held';
-  #expiresAt: Date;
+  /** When the lease ends (µs, database clock); its Date is built on first read. */
+  #expiresAtUs: number;
+  #expiresAt: Date | undefined;
   #localDeadline: number;
   #lostError: LockLostError | undefined;
   #settled = false;
   #releasing: Promise<void> | undefined;
+  /** Armed while held: the next renewal. */
   #renewTimer: NodeJS.Timeout | undefined;
+  /** Armed only while a renewal is due or on its way: the loss at the local deadline. */
   #deadlineTimer: NodeJS.Timeout | undefined;
-  readonly #controller: AbortController;
+  /** Created on the first read of `signal` (most callers never read it). */
+  #controller: AbortController | undefined;
 
   /** @internal Created by RLockService only. */
   constructor(
@@ -78,9 +88,8 @@ export class RemoteLock {
       this.lastError = parent.lastError;
       this.#lease = null;
       this.#parent = parent;
-      this.#expiresAt = parent.expiresAt;
+      this.#expiresAtUs = 0;
       this.#localDeadline = 0;
-      this.#controller = parent.#controller;
       return;
     }
     this.name = init.name;
@@ -88,19 +97,25 @@ export class RemoteLock {
     this.lastError = init.lastError;
     this.#lease = init.lease;
     this.#parent = null;
-    this.#expiresAt = new Date(init.expiresAtUs / 1000);
+    this.#expiresAtUs = init.expiresAtUs;
     this.#localDeadline = init.sentAt + init.lease.ttlMs;
-    this.#controller = new AbortController();
-    this.#schedule();
+    this.#schedule(init.lease.grantedAt);
   }
 
   /** When the lease ends unless renewed (database clock). */
   get expiresAt(): Date {
-    return this.#parent ? this.#parent.expiresAt : this.#expiresAt;
+    if (this.#parent) return this.#parent.expiresAt;
+    return (this.#expiresAt ??= new Date(this.#expiresAtUs / 1000));
   }
 
   /** Aborts with a {@link LockLostError} when the lease is lost. Pass it to the work the lock guards. */
   get signal(): AbortSignal {
+    if (this.#parent) return this.#parent.signal;
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      // Lost before anyone asked: the signal is born aborted, with the same reason.
+      if (this.#state === 'lost') this.#controller.abort(this.#lostError);
+    }
     return this.#controller.signal;
   }
 
@@ -136,39 +151,48 @@ export class RemoteLock {
     return this.#release(error !== undefined && error !== null, error);
   }
 
-  async #release(failed: boolean, error: unknown): Promise<void> {
+  #release(failed: boolean, error: unknown): Promise<void> {
     if (this.#parent) {
       // A re-entered lock belongs to the enclosing section, which releases it.
       if (this.#state === 'held') this.#state = 'released';
-      return;
+      return Promise.resolve();
     }
-    if (this.#state === 'released') return;
-    if (this.#state === 'lost') throw this.#lostError!;
+    if (this.#state === 'released') return Promise.resolve();
+    if (this.#state === 'lost') return Promise.reject(this.#lostError!);
     if (this.#releasing) return this.#releasing;
     this.#state = 'releasing';
     this.#stopTimers();
-    this.#releasing = (async () => {
-      let released: boolean;
-      try {
-        released = await this.#lease!.release(failed, error);
-      } catch (databaseError) {
-        // Still ours until the lease ends: a later unlock() may try again. Renewals
-        // stay stopped so that the lease runs out if nobody does.
-        this.#state = 'held';
-        this.#releasing = undefined;
-        this.#settle();
-        this.#lease!.events.releaseFailed(this, databaseError);
-        throw databaseError;
-      }
-      if (!released) {
-        this.#lose(MESSAGES.lostTakenOver);
-        throw this.#lostError!;
-      }
-      this.#state = 'released';
+    const releasing = this.#releaseNow(failed, error);
+    // A release that failed at once is over already (held again): keep no failed promise.
+    if (this.#state === 'releasing') this.#releasing = releasing;
+    return releasing;
+  }
+
+  async #releaseNow(failed: boolean, error: unknown): Promise<void> {
+    const lease = this.#lease!;
+    let released: boolean;
+    try {
+      released = await lease.release(failed, error);
+    } catch (cause) {
+      const databaseError = new LockDatabaseError(
+        MESSAGES.databaseError('release', this.name),
+        cause,
+      );
+      // Still ours until the lease ends: a later unlock() may try again. Renewals
+      // stay stopped so that the lease runs out if nobody does.
+      this.#state = 'held';
+      this.#releasing = undefined;
       this.#settle();
-      this.#lease!.events.released(this, failed, this.#lease!.grantedAt);
-    })();
-    return this.#releasing;
+      lease.events.releaseFailed(this, databaseError);
+      throw databaseError;
+    }
+    if (!released) {
+      this.#lose(MESSAGES.lostTakenOver);
+      throw this.#lostError!;
+    }
+    this.#state = 'released';
+    this.#settle();
+    lease.events.released(this, failed, lease.grantedAt);
   }
 
   #notHeld(): LockLostError {
@@ -176,12 +200,32 @@ export class RemoteLock {
     return this.#lostError ?? parentLost ?? new LockLostError(this.name, MESSAGES.lostReleased);
   }
 
-  #schedule(): void {
+  /**
+   * Arms one timer: the next renewal (a third of the lease on), or the loss at the local
+   * deadline when that comes first. The deadline is armed when a renewal falls due (see
+   * `#renewDue`), so a lock released before then never had a second timer.
+   */
+  #schedule(now: number): void {
     this.#stopTimers();
-    const lease = this.#lease!;
-    const wait = Math.max(0, this.#localDeadline - performance.now());
-    this.#renewTimer = setTimeout(() => void this.#renew().catch(() => undefined), lease.ttlMs / 3);
-    this.#renewTimer.unref();
+    const renewIn = this.#lease!.ttlMs / 3;
+    const wait = Math.max(0, this.#localDeadline - now);
+    if (renewIn < wait) {
+      this.#renewTimer = setTimeout(() => this.#renewDue(), renewIn);
+      this.#renewTimer.unref();
+    } else {
+      this.#armDeadline(wait);
+    }
+  }
+
+  #renewDue(): void {
+    this.#renewTimer = undefined;
+    this.#armDeadline(Math.max(0, this.#localDeadline - performance.now()));
+    void this.#renew().catch(() => undefined);
+  }
+
+  /** Loses the lock `wait` ms from now unless a renewal succeeds before (once armed, kept). */
+  #armDeadline(wait: number): void {
+    if (this.#deadlineTimer !== undefined) return;
     this.#deadlineTimer = setTimeout(() => this.#lose(MESSAGES.lostExpired), wait);
     this.#deadlineTimer.unref();
   }
@@ -203,6 +247,7 @@ export class RemoteLock {
         return;
       }
       // Try again soon, before the lease runs out; the deadline timer stays armed.
+      this.#armDeadline(left);
       clearTimeout(this.#renewTimer);
       this.#renewTimer = setTimeout(
         () => void this.#renew().catch(() => undefined),
@@ -216,10 +261,11 @@ export class RemoteLock {
       this.#lose(MESSAGES.lostTakenOver);
       return;
     }
+    this.#expiresAtUs = end;
     this.#expiresAt = new Date(end / 1000);
     lease.events.renewed(this, this.#expiresAt);
     this.#localDeadline = sentAt + ttlMs;
-    this.#schedule();
+    this.#schedule(performance.now());
   }
 
   #lose(why: string, cause?: unknown): void {
@@ -233,7 +279,7 @@ export class RemoteLock {
     );
     this.#settle();
     this.#lease!.events.lost(this, this.#lostError, this.#lease!.grantedAt);
-    this.#controller.abort(this.#lostError);
+    this.#controller?.abort(this.#lostError);
   }
 
   #stopTimers(): void {

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
 import { Subject, type Observable } from 'rxjs';
 import { LeaseExpiredError } from '../errors/lease-expired.error';
