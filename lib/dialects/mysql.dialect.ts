@@ -168,7 +168,9 @@ export class MysqlDialect implements LockDialect {
   }
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
-    if (command.readFirst) {
+    // First in line, called by a release that may still be committing: a plain read
+    // would see the lock still held; the write below waits for that commit instead.
+    if (command.readFirst && this.waitQueue?.placeOf(command.key) !== 'first') {
       const [row] = await this.query<Row[]>(
         `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, ${NOW} AS now FROM ${this.table} WHERE id = ?`,
         [command.key],
