@@ -28,6 +28,10 @@ export interface LockedMethodConfig {
   label: string;
   /** The method declares an Observable return type: lock when the result is subscribed to. */
   lazy: boolean;
+  /** Cached at the first call: whether the method is a route handler (HTTP answers 409). */
+  isRoute?: boolean;
+  /** Cached at the first call: indexes of the `@LastError()` parameters (null: none). */
+  lastErrorParams?: number[] | null;
 }
 
 /**
@@ -48,7 +52,9 @@ export function createLockedMethod(original: Method, config: LockedMethodConfig)
     if (service.disabled) {
       return original.apply(this, withLastError(config, args, null));
     }
-    const isRoute = isRouteHandler(wrapper) || isRouteHandler(currentMethod(this, config.key));
+    // Route metadata is complete once the app runs: look it up once per method.
+    const isRoute = (config.isRoute ??=
+      isRouteHandler(wrapper) || isRouteHandler(currentMethod(this, config.key)));
     const call = new LockedCall(service, original, config, this, args, isRoute);
     return config.lazy ? call.onSubscribe() : call.now();
   };
@@ -84,12 +90,11 @@ function withLastError(
   args: unknown[],
   value: Error | null,
 ): unknown[] {
-  const params: number[] | undefined = Reflect.getMetadata(
-    LAST_ERROR_PARAMS,
-    config.target,
-    config.key,
-  );
-  if (params === undefined) return args;
+  // Parameter decorators have all run before the first call: read them once.
+  const params = (config.lastErrorParams ??=
+    (Reflect.getMetadata(LAST_ERROR_PARAMS, config.target, config.key) as number[] | undefined) ??
+    null);
+  if (params === null) return args;
   const copy = [...args];
   for (const index of params) copy[index] = value;
   return copy;
@@ -164,10 +169,13 @@ class LockedCall {
     const { config, service } = this;
     const name = typeof config.name === 'function' ? config.name(...this.args) : config.name;
     assertLockName(name);
-    const options: LockOptions = {};
-    if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
-    if (config.reentrant !== undefined) options.reentrant = config.reentrant;
-    if (signal !== undefined) options.signal = signal;
+    let options: LockOptions | undefined;
+    if (config.ttlMs !== undefined || config.reentrant !== undefined || signal !== undefined) {
+      options = {};
+      if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
+      if (config.reentrant !== undefined) options.reentrant = config.reentrant;
+      if (signal !== undefined) options.signal = signal;
+    }
     try {
       if (config.onLocked === 'skip' && config.acquireTimeoutMs === undefined) {
         return await service.tryLock(name, options);
