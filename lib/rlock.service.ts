@@ -249,6 +249,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     const deadline = performance.now() + timeoutMs;
     const waiter = this.lines.join(key);
     try {
+      // Database clock of the first failed attempt: how long this call has waited.
+      let waitingSinceUs: number | null = null;
       for (let attempts = 0, slept = false; ; slept = true) {
         let delay = Infinity;
         // Woken at or past the deadline: give up without another attempt, so that the
@@ -260,10 +262,11 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         if (courtesy > 0 && this.dialect.queue?.(key) === 'woken') {
           delay = courtesyDelay(courtesy);
         } else if (!overdue && this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
-          const result = await this.attemptRaw(name, key, call, attempts > 0);
+          const result = await this.attemptRaw(name, key, call, attempts > 0, waitingSinceUs);
           // Taken: its place in line (if any) is kept until the release has committed.
           if (result instanceof RemoteLock) return result;
           this.lines.contended(key);
+          waitingSinceUs ??= result.nowUs;
           const wakeUp = this.dialect.queue?.(key) ?? 'polls';
           delay = untilLeaseEnd(
             retryDelay(
@@ -305,6 +308,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     key: string,
     call: CallOptions,
     readFirst: boolean,
+    waitingSinceUs: number | null = null,
   ): Promise<RemoteLock | Extract<AcquireResult, { acquired: false }>> {
     const token = ownerToken();
     this.emitter.attempt(name);
@@ -320,6 +324,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         ttlMs: call.ttlMs,
         leaseExpiredMessage: MESSAGES.leaseExpired,
         readFirst,
+        waitingSinceUs,
       });
     } catch (error) {
       throw new LockDatabaseError(MESSAGES.databaseError('acquire', name), error);

@@ -28,6 +28,11 @@ export interface AcquireCommand {
   leaseExpiredMessage: string;
   /** Check with a read before writing (set while waiting on a busy lock). */
   readFirst: boolean;
+  /**
+   * The database clock at this call's first failed attempt (null before it): how long the
+   * caller has waited, for dialects that give a long waiter priority over newcomers.
+   */
+  waitingSinceUs: number | null;
 }
 
 /** The answer to one attempt. */

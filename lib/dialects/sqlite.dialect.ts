@@ -81,6 +81,13 @@ export class SqliteDialect implements LockDialect {
     if (command.readFirst) {
       const row = this.sql.peek.get(command.key);
       if (row !== undefined && row.held === 1) {
+        if (starving(command, Number(row.now))) {
+          try {
+            this.sql.want.run(command.key);
+          } catch (error) {
+            if (!isBusy(error)) throw error; // the next poll asks again
+          }
+        }
         return { acquired: false, expiresAtUs: Number(row.expires_at), nowUs: Number(row.now) };
       }
     }
@@ -88,8 +95,8 @@ export class SqliteDialect implements LockDialect {
       // Mostly the lock is free: one statement (atomic on its own) grants it, as the
       // takeover would. Otherwise the transaction takes an expired lease over, creates
       // the row, or finds who holds it.
-      const { token, holder, ttlMs, key } = command;
-      const row = this.sql.takeFree.get(token, holder, ttlMs, key);
+      const { token, holder, ttlMs, key, waitingSinceUs } = command;
+      const row = this.sql.takeFree.get(token, holder, ttlMs, key, waitingSinceUs);
       return row === undefined ? this.attempt(command) : granted(row);
     } catch (error) {
       // Another process holds SQLite's write lock: this attempt simply did not get in.
@@ -102,16 +109,24 @@ export class SqliteDialect implements LockDialect {
     const row = this.takeOver(c) ?? this.sql.insert.get(c);
     if (row !== undefined) return granted(row);
     const current = this.sql.peek.get(c.key);
-    return {
-      acquired: false,
-      expiresAtUs: current === undefined ? null : Number(current.expires_at),
-      nowUs: current === undefined ? null : Number(current.now),
-    };
+    if (current === undefined) return { acquired: false, expiresAtUs: null, nowUs: null };
+    const nowUs = Number(current.now);
+    if (starving(c, nowUs)) this.sql.want.run(c.key);
+    // Free but kept for a long waiter: no lease end to wait for.
+    const expiresAtUs = current.held === 1 ? Number(current.expires_at) : null;
+    return { acquired: false, expiresAtUs, nowUs };
   }
 
   /** Grants a free or expired lock: its row, or undefined. Positional parameters bind faster than named ones. */
   private takeOver(c: AcquireCommand): unknown[] | undefined {
-    return this.sql.takeOver.get(c.leaseExpiredMessage, c.token, c.holder, c.ttlMs, c.key);
+    return this.sql.takeOver.get(
+      c.leaseExpiredMessage,
+      c.token,
+      c.holder,
+      c.ttlMs,
+      c.key,
+      c.waitingSinceUs,
+    );
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
@@ -188,17 +203,21 @@ export class SqliteDialect implements LockDialect {
         `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, ${NOW} AS now FROM ${t} WHERE id = ?`,
       ),
       takeFree: granting(
-        `UPDATE ${t} SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-         WHERE id = ? AND token IS NULL`,
+        `UPDATE ${t} SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000,
+           wanted_at = NULL
+         WHERE id = ? AND token IS NULL AND ${MAY_TAKE}`,
       ),
+      // A waiter that has waited STARVING_MS asks for priority (again at every poll).
+      want: prepare(`UPDATE ${t} SET wanted_at = ${NOW} WHERE id = ?`),
       takeOver: granting(
         `UPDATE ${t} SET
            last_outcome = CASE WHEN token IS NULL THEN last_outcome ELSE 'expired' END,
            last_error = CASE WHEN token IS NULL THEN last_error ELSE json_object(
              'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
              'fields', json_object('holder', holder, 'fence', fence, 'expiredAt', expires_at / 1000)) END,
-           token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW})`,
+           token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000,
+           wanted_at = NULL
+         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${MAY_TAKE}`,
       ),
       insert: granting(
         `INSERT INTO ${t} (id, name, token, holder, fence, acquired_at, expires_at)
@@ -227,6 +246,24 @@ export class SqliteDialect implements LockDialect {
 
 /** What the granting statements return, in this order (see `granted`). */
 const GRANTED_COLUMNS = 'fence, acquired_at, expires_at, last_outcome, last_error';
+
+/**
+ * SQLite has no server to queue waiters in: a process releasing and re-taking a lock in a
+ * loop gets it back before a polling waiter looks. So a waiter that has waited this long
+ * marks the row (`wanted_at`, at every poll), and while that mark is fresh only a caller
+ * that has waited this long may take the lock: newcomers wait their turn.
+ */
+const STARVING_MS = 100;
+/** A mark not renewed for this long is ignored (its waiter gave up or polls slowly). */
+const WANTED_FOR_MS = 1_000;
+/** Grant condition (parameter: the caller's waiting-since, database clock in µs, or NULL). */
+const MAY_TAKE = `(wanted_at IS NULL OR wanted_at <= ${NOW} - ${WANTED_FOR_MS * 1000}
+  OR ? <= ${NOW} - ${STARVING_MS * 1000})`;
+
+/** Whether the caller has waited long enough to ask for priority. */
+function starving(command: AcquireCommand, nowUs: number): boolean {
+  return command.waitingSinceUs !== null && nowUs - command.waitingSinceUs >= STARVING_MS * 1000;
+}
 
 /** The answer to an attempt whose statement returned the granted row (GRANTED_COLUMNS). */
 function granted(row: unknown[]): AcquireResult {

@@ -24,6 +24,8 @@ export interface RLockRow {
   lastOutcome: string | null;
   /** The error the previous holder left (JSON). */
   lastError: string | null;
+  /** SQLite: when a long waiter last asked for the lock (µs), giving it priority over newcomers. */
+  wantedAt: string | null;
 }
 
 /** The columns, shared by the entity and the migration. */
@@ -38,6 +40,7 @@ export const RLOCK_COLUMNS = [
   { property: 'releasedAt', name: 'released_at', type: 'bigint', nullable: true },
   { property: 'lastOutcome', name: 'last_outcome', type: 'varchar', length: 16, nullable: true },
   { property: 'lastError', name: 'last_error', type: 'text', nullable: true },
+  { property: 'wantedAt', name: 'wanted_at', type: 'bigint', nullable: true },
 ] as const;
 
 /** Splits `schema.table` into its parts. */

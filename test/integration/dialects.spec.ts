@@ -41,6 +41,7 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     ttlMs,
     leaseExpiredMessage: 'gone',
     readFirst: false,
+    waitingSinceUs: null,
   });
 
   beforeAll(async () => {

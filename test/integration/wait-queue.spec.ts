@@ -172,3 +172,49 @@ describe.each(servers)('wait queue on $label', (db) => {
     await (await afterCut).unlock();
   });
 });
+
+describe.each(testDatabases().filter((db) => db.kind === 'sqlite'))(
+  'long waiters first on $label (no server to queue in)',
+  (db) => {
+    const tableName = uniqueTableName('rlock_line');
+    const apps: TestApp[] = [];
+
+    beforeAll(async () => {
+      for (const holder of ['app-a', 'app-b']) {
+        apps.push(await createTestApp(db, { tableName, holder }));
+      }
+    });
+
+    afterAll(async () => {
+      for (const app of apps) await app.close();
+    });
+
+    it('does not let a process re-taking the lock in a loop starve a polling waiter', async () => {
+      const [a, b] = apps;
+      let stop = false;
+      let loops = 0;
+      const looping = (async () => {
+        while (!stop) {
+          const lock = await a.service.lock('loop', 20_000);
+          loops++;
+          await sleep(2);
+          await lock.unlock();
+        }
+      })();
+      await sleep(100);
+      const waits: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const lock = await b.service.lock('loop', 20_000);
+        waits.push(performance.now() - started);
+        await lock.unlock();
+        await sleep(50);
+      }
+      stop = true;
+      await looping;
+      expect(loops).toBeGreaterThan(10);
+      // Waiting 100 ms earns priority; the waiter polls at most every 200 ms.
+      for (const waited of waits) expect(waited).toBeLessThan(1500);
+    });
+  },
+);
