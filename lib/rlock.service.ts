@@ -251,6 +251,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     try {
       // Database clock of the first failed attempt: how long this call has waited.
       let waitingSinceUs: number | null = null;
+      // Fence of this process's last holding when it queued behind the others (courtesy).
+      let queuedAfterFence: number | undefined;
       for (let attempts = 0, slept = false; ; slept = true) {
         let delay = Infinity;
         // Woken at or past the deadline: give up without another attempt, so that the
@@ -260,11 +262,19 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         // up, take a place behind the others instead of re-taking the lock at once.
         const courtesy = this.lines.courtesyLeft(key);
         if (courtesy > 0 && this.dialect.queue?.(key) === 'woken') {
+          queuedAfterFence ??= this.lines.releasedFence(key);
           delay = courtesyDelay(courtesy);
         } else if (!overdue && this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
           const result = await this.attemptRaw(name, key, call, attempts > 0, waitingSinceUs);
-          // Taken: its place in line (if any) is kept until the release has committed.
-          if (result instanceof RemoteLock) return result;
+          if (result instanceof RemoteLock) {
+            // Others held it since this process let them go first: still contended, so
+            // its next release queues it again instead of costing a refused attempt.
+            if (queuedAfterFence !== undefined && result.fence > queuedAfterFence + 1) {
+              this.lines.contended(key);
+            }
+            // Its place in line (if any) is kept until the release has committed.
+            return result;
+          }
           this.lines.contended(key);
           waitingSinceUs ??= result.nowUs;
           const wakeUp = this.dialect.queue?.(key) ?? 'polls';
@@ -359,7 +369,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         grantedAt: performance.now(),
         settled: (settledLock) => {
           this.held.delete(settledLock);
-          this.lines.released(key);
+          this.lines.released(key, settledLock.fence);
           // The release has committed (or the lock is lost): call the next process in line.
           if (!this.lines.isHeldHere(key)) this.dialect.dequeue?.(key);
         },

@@ -45,8 +45,8 @@ interface Line {
  */
 export class WaitLines {
   private readonly lines = new Map<string, Line>();
-  /** Per lock released here after contention: until when this process lets others go first. */
-  private readonly courtesy = new Map<string, number>();
+  /** Per lock released here after contention: until when this process lets others go first, and the released fence. */
+  private readonly courtesy = new Map<string, { until: number; fence: number }>();
 
   constructor(private readonly courtesyMs = COURTESY_MS) {}
 
@@ -99,14 +99,14 @@ export class WaitLines {
    * a holding it had to wait for (contention), this process lets the others go first for a
    * moment (see `courtesyMs`).
    */
-  released(key: string): void {
+  released(key: string, fence = 0): void {
     const line = this.lines.get(key);
     if (!line) return;
     line.holders = Math.max(0, line.holders - 1);
     if (line.contended && this.courtesyMs > 0) {
       line.contended = false;
       if (this.courtesy.size > 1000) this.prune();
-      this.courtesy.set(key, performance.now() + this.courtesyMs);
+      this.courtesy.set(key, { until: performance.now() + this.courtesyMs, fence });
     }
     line.waiters[0]?.wake();
     this.dropIfIdle(key, line);
@@ -114,11 +114,16 @@ export class WaitLines {
 
   /** How long this process should still let other processes go first for `key` (0: none). */
   courtesyLeft(key: string): number {
-    const until = this.courtesy.get(key);
+    const until = this.courtesy.get(key)?.until;
     if (until === undefined) return 0;
     const left = until - performance.now();
     if (left <= 0) this.courtesy.delete(key);
     return Math.max(0, left);
+  }
+
+  /** The fence this process released `key` with when it started letting others go first. */
+  releasedFence(key: string): number | undefined {
+    return this.courtesy.get(key)?.fence;
   }
 
   /** Wakes the first waiter for `key` (another process may have released it): its turn has passed. */
@@ -143,7 +148,7 @@ export class WaitLines {
 
   private prune(): void {
     const now = performance.now();
-    for (const [key, until] of this.courtesy) if (until <= now) this.courtesy.delete(key);
+    for (const [key, { until }] of this.courtesy) if (until <= now) this.courtesy.delete(key);
   }
 
   private dropIfIdle(key: string, line: Line): void {

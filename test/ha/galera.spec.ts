@@ -139,7 +139,9 @@ describeHa('MariaDB Galera, three nodes', () => {
     workers = await startWorkers(
       dir,
       [1, 2, 3].flatMap((node) =>
-        [1, 2].map((i) => ({ ...base(`kill-n${node}-${i}`, node, 'gal-kill'), runMs: 24_000 })),
+        // Long enough to see node 3's processes granted again after a slow rejoin
+        // (5-6 s measured, once 12.6 s when the machine's commits were slow).
+        [1, 2].map((i) => ({ ...base(`kill-n${node}-${i}`, node, 'gal-kill'), runMs: 40_000 })),
       ),
     );
     await new Promise((resolve) => setTimeout(resolve, 5_000));

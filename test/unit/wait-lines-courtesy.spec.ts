@@ -18,6 +18,18 @@ describe('WaitLines courtesy', () => {
     expect(lines.courtesyLeft('k')).toBeLessThanOrEqual(50);
   });
 
+  it('remembers the fence it released with while it lets others go first', () => {
+    const lines = new WaitLines(50);
+    const waiter = lines.join('k');
+    lines.contended('k');
+    lines.acquired('k');
+    lines.leave('k', waiter);
+    lines.released('k', 41);
+    expect(lines.releasedFence('k')).toBe(41);
+    lines.wake('k');
+    expect(lines.releasedFence('k')).toBeUndefined();
+  });
+
   it('gives no courtesy after an uncontended holding', () => {
     const lines = new WaitLines(50);
     lines.acquired('k');
