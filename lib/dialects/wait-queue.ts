@@ -60,7 +60,7 @@ export class WaitQueue<S extends QueueSession = QueueSession> {
   private pausedUntil = 0;
 
   constructor(
-    /** Opens a session (connecting lazily); undefined when it cannot. */
+    /** Opens a session (connecting lazily); throws when it cannot. */
     private readonly openSession: (onFailure: (session: S) => void) => S,
     /** Called when this process becomes first in line for `key`, or lost its place. */
     private readonly onFirst: (key: string) => void,
