@@ -184,10 +184,13 @@ describe.each(testDatabases())('@WithRemoteLock on $label', (db) => {
     ['a declared Observable (locks on subscribe)', 'stream', 'stream'],
     ['an undeclared Observable (found at run time)', 'streamUntyped', 'stream-untyped'],
   ] as const)('holds the lock until %s completes', async (_label, method, name) => {
-    const subject = new Subject<number>();
-    const result = (await (jobs[method](subject) as unknown)) as Observable<number>;
+    const { subject, source, subscribed } = observedSource<number>();
+    const result = (await (jobs[method](source) as unknown)) as Observable<number>;
     const collected = firstValueFrom(result.pipe(toArray()));
-    await waitFor(async () => (await app.service.inspect(name))?.status === 'held');
+    // Emit only once the wrapper has subscribed to the source (a Subject drops values sent
+    // before); by then it must hold the lock.
+    await within(subscribed, 5_000, 'the wrapper did not subscribe to the source');
+    expect((await app.service.inspect(name))?.status).toBe('held');
     subject.next(1);
     subject.next(2);
     await sleep(100);
@@ -215,10 +218,15 @@ describe.each(testDatabases())('@WithRemoteLock on $label', (db) => {
   });
 
   it('releases the lock of an Observable when the subscriber unsubscribes', async () => {
+    const before = (await app.service.inspect('stream'))?.fence ?? 0;
     const first = await firstValueFrom(jobs.stream(interval(50))); // unsubscribes after one value
     expect(first).toBe(0);
     await waitFor(async () => (await app.service.inspect('stream'))?.status === 'free');
-    expect((await app.service.inspect('stream'))?.lastOutcome).toBe('released');
+    // the holding that ended is the one this subscription took, not an earlier one
+    expect(await app.service.inspect('stream')).toMatchObject({
+      fence: before + 1,
+      lastOutcome: 'released',
+    });
   });
 
   it('stops waiting for the lock of an Observable when the subscriber leaves first', async () => {
@@ -390,6 +398,39 @@ describe('@WithRemoteLock without a usable RLockModule', () => {
     expect(() => WithRemoteLock('x', { timeout: 5 } as object)).toThrow(InvalidArgumentError);
   });
 });
+
+/**
+ * A hot source (a Subject) that says when it was subscribed to: `subscribed` resolves once
+ * the subscription to the Subject exists, so values sent after it reach the subscriber.
+ */
+function observedSource<T>(): {
+  subject: Subject<T>;
+  source: Observable<T>;
+  subscribed: Promise<void>;
+} {
+  const subject = new Subject<T>();
+  let markSubscribed!: () => void;
+  const subscribed = new Promise<void>((resolve) => (markSubscribed = resolve));
+  const source = new Observable<T>((subscriber) => {
+    const subscription = subject.subscribe(subscriber);
+    markSubscribed();
+    return subscription;
+  });
+  return { subject, source, subscribed };
+}
+
+/** Resolves when `promise` does; fails with `message` if that takes longer than `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
