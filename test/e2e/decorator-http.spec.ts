@@ -30,6 +30,8 @@ class RecoverableError extends Error {
 
 interface CreateBody {
   ms?: number;
+  /** Stay in the section until this many sections run at once (at most 10 s). */
+  together?: number;
   fail?: 'recoverable' | 'http';
 }
 
@@ -53,6 +55,15 @@ class Overlap {
   leave(id: string): void {
     this.running.set(id, this.running.get(id)! - 1);
     this.total--;
+  }
+
+  /**
+   * Resolves once `count` sections have run at once since `maxTotal` was reset (a barrier:
+   * the last one in may already have left when the others look), or after `timeoutMs`.
+   */
+  async until(count: number, timeoutMs = 10_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.maxTotal < count && performance.now() < deadline) await sleep(5);
   }
 }
 
@@ -79,7 +90,7 @@ class ResourceController {
   ) {
     overlap.enter(id);
     try {
-      await sleep(body.ms ?? 0);
+      await (body.together === undefined ? sleep(body.ms ?? 0) : overlap.until(body.together));
     } finally {
       overlap.leave(id);
     }
@@ -149,12 +160,16 @@ describe.each(testDatabases())('@WithRemoteLock in an HTTP app on $label', (db) 
     expect(same.map((r) => r.status)).toEqual([201, 201, 201, 201, 201]);
     expect(overlap.maxPerId.get(`same-${db.kind}`)).toBe(1);
 
+    // Each section stays until all four run at once: locks of different ids do not wait for
+    // one another, however slowly the requests arrive (a fixed sleep could end first).
     overlap.maxTotal = 0;
     const ids = ['a', 'b', 'c', 'd'].map((x) => `${x}-${db.kind}`);
-    const different = await Promise.all(ids.map((id) => post(`/resources/${id}`, { ms: 400 })));
+    const different = await Promise.all(
+      ids.map((id) => post(`/resources/${id}`, { together: ids.length })),
+    );
     expect(different.map((r) => r.status)).toEqual([201, 201, 201, 201]);
     for (const id of ids) expect(overlap.maxPerId.get(id)).toBe(1);
-    expect(overlap.maxTotal).toBeGreaterThan(1);
+    expect(overlap.maxTotal).toBe(ids.length);
   });
 
   it('holds the lock of an Observable handler until it completes', async () => {
