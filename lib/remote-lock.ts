@@ -17,7 +17,7 @@ export interface LockLease {
    * Releases with an outcome; false when it is no longer ours. Throws the driver's error
    * as is: the lock wraps it in a LockDatabaseError (one promise less on every release).
    */
-  release(failed: boolean, error: unknown): Promise<boolean>;
+  release(outcome: ReleaseOutcome, error: unknown): Promise<boolean>;
   /** Called once when this process stops holding the lock (released, lost or given up). */
   settled(lock: RemoteLock): void;
   /** Where renewals, releases and losses are reported. */
@@ -28,7 +28,14 @@ export interface LockLease {
 
 type State = 'held' | 'releasing' | 'released' | 'lost';
 
-let releaseWithOutcome: (lock: RemoteLock, failed: boolean, error: unknown) => Promise<void>;
+/** How a release ends the holding: `pass` keeps the stored outcome (a lock nobody used). Internal. */
+export type ReleaseOutcome = 'released' | 'error' | 'pass';
+
+let releaseWithOutcome: (
+  lock: RemoteLock,
+  outcome: ReleaseOutcome,
+  error: unknown,
+) => Promise<void>;
 let stopRenewing: (lock: RemoteLock) => void;
 
 /**
@@ -77,6 +84,8 @@ export class RemoteLock {
           expiresAtUs: number;
           /** performance.now() when the granting statement was sent. */
           sentAt: number;
+          /** The lease granted, when shorter than the ttl (a hand-off): renewed sooner. */
+          grantedMs?: number;
           lease: LockLease;
         }
       | { parent: RemoteLock },
@@ -98,7 +107,7 @@ export class RemoteLock {
     this.#lease = init.lease;
     this.#parent = null;
     this.#expiresAtUs = init.expiresAtUs;
-    this.#localDeadline = init.sentAt + init.lease.ttlMs;
+    this.#localDeadline = init.sentAt + Math.min(init.lease.ttlMs, init.grantedMs ?? Infinity);
     this.#schedule(init.lease.grantedAt);
   }
 
@@ -148,10 +157,10 @@ export class RemoteLock {
    * a no-op; rejects with {@link LockLostError} if the lock was lost before.
    */
   unlock(error?: unknown): Promise<void> {
-    return this.#release(error !== undefined && error !== null, error);
+    return this.#release(error !== undefined && error !== null ? 'error' : 'released', error);
   }
 
-  #release(failed: boolean, error: unknown): Promise<void> {
+  #release(outcome: ReleaseOutcome, error: unknown): Promise<void> {
     if (this.#parent) {
       // A re-entered lock belongs to the enclosing section, which releases it.
       if (this.#state === 'held') this.#state = 'released';
@@ -162,17 +171,17 @@ export class RemoteLock {
     if (this.#releasing) return this.#releasing;
     this.#state = 'releasing';
     this.#stopTimers();
-    const releasing = this.#releaseNow(failed, error);
+    const releasing = this.#releaseNow(outcome, error);
     // A release that failed at once is over already (held again): keep no failed promise.
     if (this.#state === 'releasing') this.#releasing = releasing;
     return releasing;
   }
 
-  async #releaseNow(failed: boolean, error: unknown): Promise<void> {
+  async #releaseNow(outcome: ReleaseOutcome, error: unknown): Promise<void> {
     const lease = this.#lease!;
     let released: boolean;
     try {
-      released = await lease.release(failed, error);
+      released = await lease.release(outcome, error);
     } catch (cause) {
       const databaseError = new LockDatabaseError(
         MESSAGES.databaseError('release', this.name),
@@ -192,7 +201,7 @@ export class RemoteLock {
     }
     this.#state = 'released';
     this.#settle();
-    lease.events.released(this, failed, lease.grantedAt);
+    lease.events.released(this, outcome === 'error', lease.grantedAt);
   }
 
   #notHeld(): LockLostError {
@@ -207,8 +216,9 @@ export class RemoteLock {
    */
   #schedule(now: number): void {
     this.#stopTimers();
-    const renewIn = this.#lease!.ttlMs / 3;
     const wait = Math.max(0, this.#localDeadline - now);
+    // A third of the lease on (of what is left of a short hand-off lease, at once).
+    const renewIn = Math.min(this.#lease!.ttlMs / 3, wait / 3);
     if (renewIn < wait) {
       this.#renewTimer = setTimeout(() => this.#renewDue(), renewIn);
       this.#renewTimer.unref();
@@ -296,7 +306,7 @@ export class RemoteLock {
   }
 
   static {
-    releaseWithOutcome = (lock, failed, error) => lock.#release(failed, error);
+    releaseWithOutcome = (lock, outcome, error) => lock.#release(outcome, error);
     stopRenewing = (lock) => {
       if (lock.#state === 'held') lock.#stopTimers();
     };
@@ -310,7 +320,12 @@ export function reenteredLock(parent: RemoteLock): RemoteLock {
 
 /** Releases recording a failure, even when the thrown value is `undefined`. Internal. */
 export function unlockWithError(lock: RemoteLock, error: unknown): Promise<void> {
-  return releaseWithOutcome(lock, true, error);
+  return releaseWithOutcome(lock, 'error', error);
+}
+
+/** Releases a lock nobody used, keeping the outcome its previous holder stored. Internal. */
+export function passOnLock(lock: RemoteLock): Promise<void> {
+  return releaseWithOutcome(lock, 'pass', undefined);
 }
 
 /** Stops the background renewal of a held lock (shutdown). Internal. */

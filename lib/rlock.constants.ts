@@ -13,6 +13,7 @@ export const RLOCK_DEFAULTS = {
   ttlMs: 30_000,
   backoffMinMs: 5,
   backoffMaxMs: 200,
+  waitConnections: 1,
   maxErrorBytes: 8_192,
   includeStack: false,
 } as const;
@@ -27,6 +28,8 @@ export const RLOCK_LIMITS = {
   maxDurationMs: 2_147_483_647,
   /** Shortest lease: renewal runs every third of it. */
   minTtlMs: 100,
+  /** Most connections waiting may open beyond the TypeORM pool. */
+  maxWaitConnections: 2,
   /** Bounds of the stored error size (the column is TEXT on MySQL: 65,535 bytes). */
   minErrorBytes: 256,
   maxErrorBytes: 60_000,

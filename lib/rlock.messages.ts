@@ -37,15 +37,15 @@ export const MESSAGES = {
     holder: (got: string) =>
       `holder must be a non-empty string of at most 255 characters with no NUL character; got ${got}.`,
     tableName: (got: string) =>
-      `tableName must be an SQL identifier (letters, digits, _; optionally schema.table; at most 63 characters each); got ${got}.`,
+      `tableName must be an SQL identifier (letters, digits, _; optionally schema.table; a schema of at most 63 characters, a table of at most 49); got ${got}.`,
     errorClasses: (got: string) => `errors must be an array of Error classes; got ${got}.`,
     reason: (got: string) => `reason must be a string of at most 1000 characters; got ${got}.`,
   },
   unsupportedDatabase: (type: string) =>
     `nestjs-rlock does not support the TypeORM driver "${type}". Supported: "better-sqlite3" (SQLite), "postgres" (PostgreSQL, CockroachDB), "mysql" and "mariadb" (MySQL, MariaDB through mysql2).`,
   tableMissing: (table: string) =>
-    `The lock table "${table}" does not exist. Either let TypeORM create it (synchronize: true with autoLoadEntities: true, or add createRLockEntity() to your entities), ` +
-    `or add createRLockMigration() to your migrations and run them.`,
+    `The lock table "${table}" or its waiters table "${table}_waiters" does not exist. Either let TypeORM create them (synchronize: true with autoLoadEntities: true, or add ...createRLockEntities() to your entities), ` +
+    `or add createRLockMigration() (a new database) or createRLockWaitersMigration() (upgrading from 0.1) to your migrations and run them.`,
   dataSourceNotInitialized: 'The TypeORM data source given to RLockModule is not initialized.',
   health: {
     unreachable: (why: string) => `The lock database does not answer: ${why}`,

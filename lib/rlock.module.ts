@@ -3,7 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { createDialect } from './dialects/create-dialect';
-import { createRLockEntity } from './entities/rlock.entity';
+import { createRLockEntities } from './entities/rlock.entity';
 import type {
   RLockModuleAsyncOptions,
   RLockModuleOptions,
@@ -89,7 +89,7 @@ export class RLockModule {
       global: isGlobal ?? true,
       imports: [
         ...imports,
-        TypeOrmModule.forFeature([createRLockEntity(tableName)], dataSource),
+        TypeOrmModule.forFeature(createRLockEntities(tableName), dataSource),
         DiscoveryModule,
       ],
       providers: [optionsProvider, dialectProvider, RLockService, RLockExplorer],

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   Inject,
@@ -7,7 +8,14 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import type { AcquireResult, LockDialect, StoredLock } from './dialects/dialect.interface';
+import type {
+  AcquireResult,
+  Granted,
+  LockDialect,
+  NotGranted,
+  Place,
+  StoredLock,
+} from './dialects/dialect.interface';
 import { AcquireTimeoutError } from './errors/acquire-timeout.error';
 import { ErrorCodec } from './errors/error-codec';
 import { ForceReleasedError } from './errors/force-released.error';
@@ -26,7 +34,6 @@ import {
   type WithLockOptions,
 } from './interfaces/lock-options.interface';
 import type { LockOutcome, LockState } from './interfaces/lock-state.interface';
-import { courtesyDelay, retryDelay, untilLeaseEnd } from './internal/backoff';
 import { lockContext, runInLockScope } from './internal/lock-context';
 import { lockKey } from './internal/lock-key';
 import { ownerToken } from './internal/owner-token';
@@ -40,10 +47,18 @@ import {
   assertOptions,
   describe,
 } from './internal/validate';
-import { WaitLines } from './internal/wait-lines';
-import { reenteredLock, RemoteLock, stopRenewal, unlockWithError } from './remote-lock';
+import {
+  passOnLock,
+  reenteredLock,
+  RemoteLock,
+  stopRenewal,
+  unlockWithError,
+  type ReleaseOutcome,
+} from './remote-lock';
 import { RLOCK_DIALECT, RLOCK_LIMITS, RLOCK_MODULE_OPTIONS } from './rlock.constants';
 import { MESSAGES } from './rlock.messages';
+import { HANDOFF_LEASE_MS } from './waiting/waiting.constants';
+import { WaitingRoom } from './waiting/waiting-room';
 
 interface CallOptions {
   ttlMs: number;
@@ -62,9 +77,11 @@ interface CallOptions {
 export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RLockService.name);
   private readonly codec: ErrorCodec;
-  private readonly lines = new WaitLines();
   private readonly held = new Set<RemoteLock>();
   private readonly emitter: LockEventEmitter;
+  private readonly room: WaitingRoom<RemoteLock>;
+  /** This process, as its places in the lock lines name it. */
+  private readonly owner = randomBytes(6).toString('hex');
   private closing = false;
 
   constructor(
@@ -76,6 +93,28 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       includeStack: options.includeStack,
     });
     this.emitter = new LockEventEmitter(this.logger, options.logStoredErrors ?? false);
+    this.room = new WaitingRoom<RemoteLock>(
+      dialect,
+      {
+        attempt: (request, token, place) =>
+          this.attemptRaw(request.name, request.key, request, token, place),
+        handedOver: (request, token, grant, sentAt) =>
+          this.toLock(request.name, request.key, token, request, grant, sentAt),
+        passOn: async (key, token, lock) => {
+          if (lock) await passOnLock(lock);
+          else await this.release(key, token, 'pass', undefined);
+        },
+        timedOut: (request) =>
+          this.emitter.timedOut(request.name, request.timeoutMs, request.startedAt),
+      },
+      {
+        owner: this.owner,
+        holder: options.holder,
+        backoffMinMs: options.backoffMinMs,
+        backoffMaxMs: options.backoffMaxMs,
+      },
+      options.waitConnections > 0 ? dialect.createDoorbell?.() : undefined,
+    );
   }
 
   /** Typed events of this process's lock traffic (attempts, grants, releases, losses, …); cheap when nobody subscribes. */
@@ -92,14 +131,13 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       throw new LockDatabaseError(MESSAGES.databaseError('startup', undefined), error);
     }
     if (!exists) throw new RLockConfigurationError(MESSAGES.tableMissing(this.options.tableName));
-    this.dialect.onRelease?.((key) => this.lines.wake(key));
   }
 
-  /** Stops renewals, turns waiters away and closes the dialect's own connections. */
+  /** Stops renewals, turns waiters away (giving their places up) and closes the dialect's own connections. */
   async onApplicationShutdown(): Promise<void> {
     this.closing = true;
-    this.lines.wakeAll();
     for (const lock of this.held) stopRenewal(lock);
+    await this.room.close();
     await this.dialect.close();
   }
 
@@ -128,7 +166,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     const reentered = this.reenter(name, call.reentrant);
     if (reentered) return reentered;
     this.assertOpen(call.signal);
-    return this.attempt(name, lockKey(name), call, false);
+    return this.attempt(name, lockKey(name), call);
   }
 
   /**
@@ -240,87 +278,44 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private async acquire(name: string, timeoutMs: number, call: CallOptions): Promise<RemoteLock> {
     this.assertOpen(call.signal);
     const key = lockKey(name);
-    if (timeoutMs === 0) {
-      const lock = await this.attempt(name, key, call, false);
-      if (lock) return lock;
-      this.emitter.timedOut(name, timeoutMs, call.startedAt);
-      throw new AcquireTimeoutError(name, timeoutMs);
-    }
-    const deadline = performance.now() + timeoutMs;
-    const waiter = this.lines.join(key);
-    try {
-      // Database clock of the first failed attempt: how long this call has waited.
-      let waitingSinceUs: number | null = null;
-      // Fence of this process's last holding when it queued behind the others (courtesy).
-      let queuedAfterFence: number | undefined;
-      for (let attempts = 0, slept = false; ; slept = true) {
-        let delay = Infinity;
-        // Woken at or past the deadline: give up without another attempt, so that the
-        // local waiters timing out together do not each hit the database in turn.
-        const overdue = slept && performance.now() >= deadline;
-        // Just released here after contention: when the dialect lines waiting processes
-        // up, take a place behind the others instead of re-taking the lock at once.
-        const courtesy = this.lines.courtesyLeft(key);
-        if (courtesy > 0 && this.dialect.queue?.(key) === 'woken') {
-          queuedAfterFence ??= this.lines.releasedFence(key);
-          delay = courtesyDelay(courtesy);
-        } else if (!overdue && this.lines.isFirst(key, waiter) && !this.lines.isHeldHere(key)) {
-          const result = await this.attemptRaw(name, key, call, attempts > 0, waitingSinceUs);
-          if (result instanceof RemoteLock) {
-            // Others held it since this process let them go first: still contended, so
-            // its next release queues it again instead of costing a refused attempt.
-            if (queuedAfterFence !== undefined && result.fence > queuedAfterFence + 1) {
-              this.lines.contended(key);
-            }
-            // Its place in line (if any) is kept until the release has committed.
-            return result;
-          }
-          this.lines.contended(key);
-          waitingSinceUs ??= result.nowUs;
-          const wakeUp = this.dialect.queue?.(key) ?? 'polls';
-          delay = untilLeaseEnd(
-            retryDelay(
-              attempts++,
-              this.options.backoffMinMs,
-              this.options.backoffMaxMs,
-              wakeUp === 'woken',
-            ),
-            result.expiresAtUs,
-            result.nowUs,
-          );
-        }
-        const left = deadline - performance.now();
-        if (left <= 0) {
-          this.emitter.timedOut(name, timeoutMs, call.startedAt);
-          throw new AcquireTimeoutError(name, timeoutMs);
-        }
-        await waiter.sleep(Math.min(delay, left), call.signal);
-        this.assertOpen(call.signal);
+    // Callers of this process already wait for it: join them (no attempt ahead of them).
+    if (timeoutMs === 0 || !this.room.hasLine(key)) {
+      const result = await this.attemptRaw(name, key, call, ownerToken(), null);
+      if (result instanceof RemoteLock) return result;
+      if (timeoutMs === 0) {
+        this.emitter.timedOut(name, timeoutMs, call.startedAt);
+        throw new AcquireTimeoutError(name, timeoutMs);
       }
-    } finally {
-      this.lines.leave(key, waiter);
-      if (!this.lines.hasWaiters(key) && !this.lines.isHeldHere(key)) this.dialect.dequeue?.(key);
+      this.assertOpen(call.signal);
     }
+    return this.room.wait({
+      name,
+      key,
+      ttlMs: call.ttlMs,
+      timeoutMs,
+      deadline: call.startedAt + timeoutMs,
+      signal: call.signal,
+      startedAt: call.startedAt,
+    });
   }
 
   private async attempt(
     name: string,
     key: string,
     call: CallOptions,
-    readFirst: boolean,
   ): Promise<RemoteLock | null> {
-    const result = await this.attemptRaw(name, key, call, readFirst);
+    const result = await this.attemptRaw(name, key, call, ownerToken(), null);
     return result instanceof RemoteLock ? result : null;
   }
 
+  /** One attempt, as a newcomer (`place` null) or from a place in line (its token). */
   private async attemptRaw(
     name: string,
     key: string,
-    call: CallOptions,
-    readFirst: boolean,
-    waitingSinceUs: number | null = null,
-  ): Promise<RemoteLock | Extract<AcquireResult, { acquired: false }>> {
-    const token = ownerToken();
+    call: Pick<CallOptions, 'ttlMs' | 'signal' | 'startedAt'>,
+    token: string,
+    place: Place | null,
+  ): Promise<RemoteLock | NotGranted> {
     this.emitter.attempt(name);
     const sentAt = performance.now();
     let result: AcquireResult;
@@ -333,57 +328,71 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         holder: this.options.holder,
         ttlMs: call.ttlMs,
         leaseExpiredMessage: MESSAGES.leaseExpired,
-        readFirst,
-        waitingSinceUs,
+        place,
       });
     } catch (error) {
       throw new LockDatabaseError(MESSAGES.databaseError('acquire', name), error);
     }
     if (!result.acquired) return result;
+    const lock = this.toLock(name, key, token, call, result, sentAt);
+    if (place === null && (call.signal?.aborted || this.closing)) {
+      // The caller gave up while the attempt was on its way: do not leave the lock held.
+      await passOnLock(lock).catch(() => undefined);
+      this.assertOpen(call.signal);
+    }
+    return lock;
+  }
+
+  /** The handle of a grant: made by this process's attempt, or by a release that handed it over. */
+  private toLock(
+    name: string,
+    key: string,
+    token: string,
+    call: Pick<CallOptions, 'ttlMs' | 'startedAt'>,
+    grant: Granted,
+    sentAt: number,
+  ): RemoteLock {
     const lock = new RemoteLock({
       name,
-      fence: result.fence,
-      lastError: this.lastError(result.lastOutcome, result.lastError),
-      expiresAtUs: result.expiresAtUs,
+      fence: grant.fence,
+      lastError: this.lastError(grant.lastOutcome, grant.lastError),
+      expiresAtUs: grant.expiresAtUs,
       sentAt,
+      grantedMs:
+        grant.nowUs === undefined ? undefined : (grant.expiresAtUs - grant.nowUs) / 1000,
       lease: {
         key,
         token,
         ttlMs: call.ttlMs,
         renew: (ttlMs) =>
           this.database('renewal', name, () => this.dialect.extend(key, token, ttlMs)),
-        release: (failed, error) => {
-          try {
-            return this.dialect.release({
-              key,
-              token,
-              outcome: failed ? 'error' : 'released',
-              error: failed ? this.codec.encode(error) : null,
-            });
-          } catch (databaseError) {
-            // As from an async function: the caller sees a rejection, never a throw.
-            return Promise.reject(databaseError);
-          }
-        },
+        release: (outcome, error) => this.release(key, token, outcome, error),
         events: this.emitter,
         grantedAt: performance.now(),
-        settled: (settledLock) => {
-          this.held.delete(settledLock);
-          this.lines.released(key, settledLock.fence);
-          // The release has committed (or the lock is lost): call the next process in line.
-          if (!this.lines.isHeldHere(key)) this.dialect.dequeue?.(key);
-        },
+        settled: (settledLock) => this.held.delete(settledLock),
       },
     });
     this.held.add(lock);
-    this.lines.acquired(key);
-    this.emitter.acquired(lock, result.lastOutcome, call.startedAt);
-    if (call.signal?.aborted || this.closing) {
-      // The caller gave up while the attempt was on its way: do not leave the lock held.
-      await lock.unlock().catch(() => undefined);
-      this.assertOpen(call.signal);
-    }
+    this.emitter.acquired(lock, grant.lastOutcome, call.startedAt);
     return lock;
+  }
+
+  /** Releases (handing the lock to the next place in line); the driver's error as a rejection. */
+  private async release(
+    key: string,
+    token: string,
+    outcome: ReleaseOutcome,
+    error: unknown,
+  ): Promise<boolean> {
+    const result = await this.dialect.release({
+      key,
+      token,
+      outcome,
+      error: outcome === 'error' ? this.codec.encode(error) : null,
+      handoffLeaseMs: HANDOFF_LEASE_MS,
+    });
+    if (result.handedTo === this.owner) this.room.handedHere(key);
+    return result.released;
   }
 
   private reenter(name: string, reentrant: boolean): RemoteLock | null {

@@ -1,4 +1,5 @@
 import type { LockOutcome } from '../interfaces/lock-state.interface';
+import type { Doorbell } from '../waiting/doorbell.interface';
 
 /** A lock row as read from the table; instants in microseconds since the Unix epoch (database clock). */
 export interface StoredLock {
@@ -15,55 +16,90 @@ export interface StoredLock {
   nowUs: number;
 }
 
+/** A place in a lock's line of waiting processes (a row of the waiters table). */
+export interface Place {
+  /** The owner token the lock is granted with when this place's turn comes (the row's key). */
+  token: string;
+  /** When the place was taken (database clock, µs): the line is ordered by it, then by token. */
+  queuedAtUs: number;
+}
+
 /** One acquisition attempt. */
 export interface AcquireCommand {
   /** Primary key of the lock's row (see `lockKey()`). */
   key: string;
   name: string;
-  /** The new owner token. */
+  /** The new owner token (a place's own token when `place` is set). */
   token: string;
   holder: string;
   ttlMs: number;
   /** Message stored as the `LeaseExpiredError` when this attempt takes over an expired lease. */
   leaseExpiredMessage: string;
-  /** Check with a read before writing (set while waiting on a busy lock). */
-  readFirst: boolean;
   /**
-   * The database clock at this call's first failed attempt (null before it): how long the
-   * caller has waited, for dialects that give a long waiter priority over newcomers.
+   * The caller's place in line. Without one, a free lock is granted only when nobody waits
+   * for it; with one, only when no live place is ahead of it (and the place is removed).
    */
-  waitingSinceUs: number | null;
+  place: Place | null;
 }
 
 /** The answer to one attempt. */
-export type AcquireResult =
-  | {
-      acquired: true;
-      fence: number;
-      acquiredAtUs: number;
-      expiresAtUs: number;
-      /** How the previous holding ended, as stored. */
-      lastOutcome: LockOutcome | null;
-      /** The previous holder's stored error (JSON). */
-      lastError: string | null;
-    }
-  | {
-      acquired: false;
-      /** End of the current holder's lease, when known. */
-      expiresAtUs: number | null;
-      /** The database clock at the attempt, when known. */
-      nowUs: number | null;
-    };
+export type AcquireResult = Granted | NotGranted;
 
-/** How a waiting process learns that a lock may have been freed (see `LockDialect.queue`). */
-export type WakeUp = 'woken' | 'polls';
+/** A grant, as stored in the lock's row. */
+export interface Granted {
+  acquired: true;
+  fence: number;
+  acquiredAtUs: number;
+  expiresAtUs: number;
+  /** How the previous holding ended, as stored. */
+  lastOutcome: LockOutcome | null;
+  /** The previous holder's stored error (JSON). */
+  lastError: string | null;
+  /** The database clock when read, for a grant read after a hand-off (whose lease is shorter than asked). */
+  nowUs?: number;
+}
 
-/** A release. */
+/** An attempt that did not get the lock. */
+export interface NotGranted {
+  acquired: false;
+  /** End of the current holder's lease, when known. */
+  expiresAtUs: number | null;
+  /** The database clock at the attempt, when known. */
+  nowUs: number | null;
+}
+
+/** A new place in line. */
+export interface EnqueueCommand {
+  key: string;
+  /** The owner token the lock will be granted with. */
+  token: string;
+  holder: string;
+  ttlMs: number;
+  /** The process the place belongs to (see `renewPlaces`), and whose doorbell a hand-off rings. */
+  owner: string;
+  /** How to ring this process's doorbell (dialect-specific address), or null. */
+  doorbell: string | null;
+  /** How long the place lasts unless renewed. */
+  placeTtlMs: number;
+}
+
+/** A release; when processes wait, the same statement or transaction hands the lock to the first live place. */
 export interface ReleaseCommand {
   key: string;
   token: string;
-  outcome: 'released' | 'error';
+  /** `pass`: a waiter handed the lock after it gave up passes it on, keeping the stored outcome. */
+  outcome: 'released' | 'error' | 'pass';
   error: string | null;
+  /** Lease of the next holder until it renews (capped by its own ttl). */
+  handoffLeaseMs: number;
+}
+
+/** What a release did. */
+export interface ReleaseResult {
+  /** False when the lock was no longer held with the token. */
+  released: boolean;
+  /** The process the lock was handed to, if any. */
+  handedTo: string | null;
 }
 
 /**
@@ -76,34 +112,38 @@ export interface LockDialect {
   readonly database: string;
   /** Prepares connections and checks that the lock table exists (false when missing). */
   init(): Promise<boolean>;
-  /** One atomic attempt: grants only a free or expired lock. */
+  /** One atomic attempt: grants only a free or expired lock, and only in the line's order. */
   acquire(command: AcquireCommand): Promise<AcquireResult>;
   /** Extends a live lease held with `token`; returns its new end, or null when not held. */
   extend(key: string, token: string, ttlMs: number): Promise<number | null>;
-  /** Releases a lock held with `token`, recording its outcome; false when not held. */
-  release(command: ReleaseCommand): Promise<boolean>;
+  /** Releases a lock held with `token`, recording its outcome and handing it to the next place in line. */
+  release(command: ReleaseCommand): Promise<ReleaseResult>;
   /** Frees a held lock whoever holds it, bumping its fence; false when it was free. */
   forceRelease(key: string, error: string): Promise<boolean>;
   /** Reads one lock. */
   inspect(key: string): Promise<StoredLock | null>;
   /** Reads every lock, ordered by name. */
   list(): Promise<StoredLock[]>;
-  /** Deletes rows of free locks unused for `olderThanMs`; returns how many. */
+  /** Deletes rows of free locks unused for `olderThanMs`, and places whose lease ran out; returns how many locks. */
   purge(olderThanMs: number): Promise<number>;
-  /** Calls `listener` with a lock's key when another process may have released it (or this process's turn in line came). */
-  onRelease?(listener: (key: string) => void): void;
+  /** Takes a place at the end of a lock's line (and clears the line's dead places). */
+  enqueue(command: EnqueueCommand): Promise<Place>;
+  /** Gives a place up; false when it was gone already (handed the lock, or dead and cleared). */
+  leaveLine(token: string): Promise<boolean>;
   /**
-   * This process waits for `key` (an attempt failed, or it lets the others go first): the
-   * dialect may put it in line, so that a release calls one process instead of waking all.
-   * `'woken'`: a release (or its turn in line) will wake this process through `onRelease`,
-   * so it polls only as a fallback; `'polls'`: nothing will, it polls with the backoff.
+   * Extends every place of `owner` (and records its doorbell's address); returns the tokens
+   * of the places it extended when fewer than `expected`, else their number.
    */
-  queue?(key: string): WakeUp;
-  /**
-   * This process neither waits for nor holds `key` any more: it gives its place in line up,
-   * calling the next process. Called after a release has committed.
-   */
-  dequeue?(key: string): void;
+  renewPlaces(
+    owner: string,
+    placeTtlMs: number,
+    doorbell: string | null,
+    expected: number,
+  ): Promise<string[] | number>;
+  /** Reads the locks of `keys` (missing rows are left out), by key. */
+  readLocks(keys: readonly string[]): Promise<Map<string, StoredLock>>;
+  /** The doorbell of this database (how a release wakes a waiting process), if it has one. */
+  createDoorbell?(): Doorbell | undefined;
   /** Health check: true when the lock table answers, false when it is missing; throws when the database does not answer. Opens nothing. */
   probe?(): Promise<boolean>;
   /** Closes what `init()` opened. */

@@ -1,32 +1,32 @@
-import { createHash } from 'node:crypto';
 import type { DataSource } from 'typeorm';
+import { waiterTableName } from '../entities/rlock-waiter.entity';
+import type { Doorbell } from '../waiting/doorbell.interface';
+import { MysqlDoorbell, type MysqlDoorbellConnection } from '../waiting/mysql-doorbell';
 import type {
   AcquireCommand,
   AcquireResult,
+  EnqueueCommand,
   LockDialect,
+  Place,
   ReleaseCommand,
+  ReleaseResult,
   StoredLock,
-  WakeUp,
 } from './dialect.interface';
 import { toNumber, toStoredLock } from './dialect.utils';
-import {
-  mysqlQueueSession,
-  queueLockName,
-  type MysqlQueueConnection,
-  type MysqlQueueSession,
-} from './mysql-wait-queue';
-import { HANDOFF_RESERVE_MS, WaitQueue } from './wait-queue';
 
 type Row = Record<string, unknown>;
 interface ResultHeader {
   affectedRows: number;
 }
+type Callback = (error: Error | null, result: unknown) => void;
+interface MysqlConnection {
+  query(sql: string, values: unknown[], callback: Callback): void;
+  release(): void;
+  destroy(): void;
+}
 interface MysqlPool {
-  query(
-    sql: string,
-    values: unknown[],
-    callback: (error: Error | null, result: unknown) => void,
-  ): void;
+  query(sql: string, values: unknown[], callback: Callback): void;
+  getConnection(callback: (error: Error | null, connection: MysqlConnection) => void): void;
   /** mysql2: the options every connection of the pool is made with. */
   config?: { connectionConfig?: unknown };
 }
@@ -34,22 +34,17 @@ interface MysqlDriver {
   pool?: MysqlPool;
   poolCluster?: { of(pattern: string): MysqlPool };
   /** The loaded driver module (mysql2). */
-  mysql?: { Connection?: new (options: { config: unknown }) => MysqlQueueConnection };
+  mysql?: { Connection?: new (options: { config: unknown }) => MysqlDoorbellConnection };
 }
 
 /** The database clock, in microseconds since the Unix epoch (UTC, whatever the session time zone). */
 const NOW = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))`;
 const COLUMNS =
   'name, token, fence, holder, acquired_at, expires_at, released_at, last_outcome, last_error';
-/**
- * A free lock released less than `HANDOFF_RESERVE_MS` ago while another process is first in
- * line (holds the line's `GET_LOCK`) is kept for that process; parameters: may this
- * process take it anyway (1: it is first in line, or there is no line), the reserve in ms,
- * the line's `GET_LOCK` name. Unknown (NULL) never reserves.
- */
-const RESERVED = `(token IS NULL AND ? = 0 AND released_at > ${NOW} - ? * 1000 AND COALESCE(IS_FREE_LOCK(?), 1) = 0)`;
 const ER_NO_SUCH_TABLE = 1146;
 const ER_DUP_ENTRY = 1062;
+/** `KILL QUERY` found no such connection (the waiter's doorbell reconnected meanwhile). */
+const ER_NO_SUCH_THREAD = 1094;
 /** Errors after which InnoDB or Galera rolled the statement back and it can simply run again. */
 const RETRYABLE = new Set([1213 /* deadlock */, 1205 /* lock wait timeout */]);
 const MAX_RETRIES = 5;
@@ -58,20 +53,18 @@ const MAX_RETRIES = 5;
  * MySQL and MariaDB through `mysql2`, on the pool TypeORM already opened. On MariaDB
  * 10.5+ an attempt is one `INSERT … ON DUPLICATE KEY UPDATE … RETURNING` round trip;
  * on MySQL (no RETURNING) a conditional UPDATE followed by a read of the granted row.
- * Waiting processes line up on `GET_LOCK` (see `WaitQueue`): a release calls the next
- * process in line; only the first in line polls, and only while the holder is not in line.
+ * A release is one transaction that hands the lock to the first live place of its line,
+ * then rings that process's doorbell (see `MysqlDoorbell`).
  */
 export class MysqlDialect implements LockDialect {
   readonly database = 'MySQL/MariaDB';
   private readonly table: string;
+  private readonly waiters: string;
   private readonly pool: MysqlPool;
+  private readonly driver: MysqlDriver;
   private returning = false;
   /** Put before `INSERT … RETURNING` (Galera: see init()). */
   private returningPrefix = '';
-  private waitQueue: WaitQueue<MysqlQueueSession> | undefined;
-  /** Keeps this lock table's `GET_LOCK` names apart from others on the server. */
-  private namespace = '';
-  private released: ((key: string) => void) | undefined;
 
   /**
    * @param options.returning use MariaDB's `INSERT … RETURNING` (default: detected from
@@ -82,36 +75,15 @@ export class MysqlDialect implements LockDialect {
     tableName: string,
     private readonly options: { returning?: boolean } = {},
   ) {
-    this.table = tableName
-      .split('.')
-      .map((part) => `\`${part}\``)
-      .join('.');
-    const driver = dataSource.driver as unknown as MysqlDriver;
-    this.pool = driver.pool ?? driver.poolCluster!.of('MASTER');
-    const Connection = driver.mysql?.Connection;
-    const config = this.pool.config?.connectionConfig;
-    if (Connection && config) {
-      const database = (dataSource.options as { database?: string }).database ?? '';
-      const namespace = createHash('sha256')
-        .update(`${database}.${tableName}`)
-        .digest('hex')
-        .slice(0, 12);
-      this.namespace = namespace;
-      this.waitQueue = new WaitQueue<MysqlQueueSession>(
-        (onFailure) => {
-          // A copy of the pool's connection options, as the pool makes for each connection.
-          const options = Object.create(
-            Object.getPrototypeOf(config) as object,
-            Object.getOwnPropertyDescriptors(config),
-          ) as unknown;
-          const session = mysqlQueueSession(new Connection({ config: options }), namespace, () =>
-            onFailure(session),
-          );
-          return session;
-        },
-        (key) => this.released?.(key),
-      );
-    }
+    const quote = (name: string) =>
+      name
+        .split('.')
+        .map((part) => `\`${part}\``)
+        .join('.');
+    this.table = quote(tableName);
+    this.waiters = quote(waiterTableName(tableName));
+    this.driver = dataSource.driver as unknown as MysqlDriver;
+    this.pool = this.driver.pool ?? this.driver.poolCluster!.of('MASTER');
   }
 
   async init(): Promise<boolean> {
@@ -122,39 +94,28 @@ export class MysqlDialect implements LockDialect {
       (match !== null &&
         (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5)));
     const [wsrep] = await this.query<Row[]>(`SHOW VARIABLES LIKE 'wsrep_on'`, []);
-    if (wsrep !== undefined && wsrep.Value === 'ON') {
+    if (wsrep !== undefined && wsrep.Value === 'ON' && this.returning) {
       // Galera re-runs an autocommit statement that lost a certification conflict
       // (wsrep_retry_autocommit); the rows RETURNING sent may then describe the rolled-back
       // run (measured: overlaps and unseen grants). Let the conflict surface as 1213 and
       // retry it here instead.
-      if (this.returning) this.returningPrefix = 'SET STATEMENT wsrep_retry_autocommit = 0 FOR ';
-      // GET_LOCK is not replicated (each node would keep its own line): waiters poll.
-      this.waitQueue?.close();
-      this.waitQueue = undefined;
+      this.returningPrefix = 'SET STATEMENT wsrep_retry_autocommit = 0 FOR ';
     }
     return this.probe();
   }
 
-  /** Parameters of `RESERVED`: whether this process may take a just-released lock now. */
-  private reserve(key: string): unknown[] {
-    const mayTake = this.waitQueue === undefined || this.waitQueue.placeOf(key) === 'first';
-    return [mayTake ? 1 : 0, HANDOFF_RESERVE_MS, queueLockName(this.namespace, key)];
-  }
-
-  onRelease(listener: (key: string) => void): void {
-    this.released = listener;
-  }
-
-  queue(key: string): WakeUp {
-    // Behind another process in line: called when its turn comes. First in line (or not
-    // in line at all): the holder's release rings nothing here, so it polls.
-    return this.waitQueue?.enter(key) && this.waitQueue.placeOf(key) === 'queued'
-      ? 'woken'
-      : 'polls';
-  }
-
-  dequeue(key: string): void {
-    this.waitQueue?.leave(key);
+  createDoorbell(): Doorbell | undefined {
+    const Connection = this.driver.mysql?.Connection;
+    const config = this.pool.config?.connectionConfig;
+    if (!Connection || !config) return undefined;
+    return new MysqlDoorbell(() => {
+      // A copy of the pool's connection options, as the pool makes for each connection.
+      const options = Object.create(
+        Object.getPrototypeOf(config) as object,
+        Object.getOwnPropertyDescriptors(config),
+      ) as unknown;
+      return new Connection({ config: options });
+    });
   }
 
   async probe(): Promise<boolean> {
@@ -168,18 +129,19 @@ export class MysqlDialect implements LockDialect {
   }
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
-    // First in line, called by a release that may still be committing: a plain read
-    // would see the lock still held; the write below waits for that commit instead.
-    if (command.readFirst && this.waitQueue?.placeOf(command.key) !== 'first') {
-      const [row] = await this.query<Row[]>(
-        `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, ${NOW} AS now FROM ${this.table} WHERE id = ?`,
-        [command.key],
-      );
-      if (row !== undefined && toNumber(row.held) === 1) {
-        return { acquired: false, expiresAtUs: toNumber(row.expires_at), nowUs: toNumber(row.now) };
-      }
+    const result = this.returning
+      ? await this.upsertReturning(command)
+      : await this.updateThenRead(command);
+    if (result.acquired && command.place !== null) {
+      await this.query('DELETE FROM ' + this.waiters + ' WHERE token = ?', [command.token]);
     }
-    return this.returning ? this.upsertReturning(command) : this.updateThenRead(command);
+    return result;
+  }
+
+  /** No live place ahead of the caller (parameters: `ahead(place)` and the lock's key). */
+  private get free(): string {
+    return `NOT EXISTS (SELECT 1 FROM ${this.waiters} AS q WHERE q.lock_id = ? AND q.expires_at > ${NOW}
+      AND (q.queued_at < ? OR (q.queued_at = ? AND q.token < ?)))`;
   }
 
   /** MariaDB: one round trip that inserts, takes over or leaves the row, and returns it. */
@@ -194,13 +156,13 @@ export class MysqlDialect implements LockDialect {
          last_error = IF(token IS NOT NULL AND expires_at <= ${NOW}, JSON_OBJECT(
            'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
            'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)), last_error),
-         token = IF((token IS NULL OR expires_at <= ${NOW}) AND NOT ${RESERVED}, VALUES(token), token),
+         token = IF((token IS NULL OR expires_at <= ${NOW}) AND ${this.free}, VALUES(token), token),
          fence = IF(token <=> VALUES(token), fence + 1, fence),
          holder = IF(token <=> VALUES(token), VALUES(holder), holder),
          acquired_at = IF(token <=> VALUES(token), ${NOW}, acquired_at),
          expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at)
        RETURNING token, fence, acquired_at, expires_at, last_outcome, last_error, ${NOW} AS now`,
-      [c.key, c.name, c.token, c.holder, c.ttlMs, c.leaseExpiredMessage, ...this.reserve(c.key)],
+      [c.key, c.name, c.token, c.holder, c.ttlMs, c.leaseExpiredMessage, c.key, ...ahead(c.place)],
     );
     if (row.token === c.token) return granted(row);
     return notGranted(row);
@@ -215,8 +177,8 @@ export class MysqlDialect implements LockDialect {
            'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
            'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)), last_error),
          token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-       WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND NOT ${RESERVED}`,
-      [c.leaseExpiredMessage, c.token, c.holder, c.ttlMs, c.key, ...this.reserve(c.key)],
+       WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${this.free}`,
+      [c.leaseExpiredMessage, c.token, c.holder, c.ttlMs, c.key, c.key, ...ahead(c.place)],
     );
     if (updated.affectedRows === 0) {
       try {
@@ -252,29 +214,53 @@ export class MysqlDialect implements LockDialect {
     return row === undefined ? null : toNumber(row.expires_at);
   }
 
-  async release(command: ReleaseCommand): Promise<boolean> {
-    const { outcome, error, key, token } = command;
-    // First in line: release on the line's own session, giving up its GET_LOCK in the same
-    // statement; the next process's attempt then waits for this commit on the row lock.
-    const throughLine = this.waitQueue?.leaveThrough(
-      key,
-      async (session) =>
-        (
-          await this.query<ResultHeader>(
-            `UPDATE ${this.table} SET token = NULL, last_outcome = ?, last_error = ?,
-               released_at = IF(RELEASE_LOCK(?) IS NULL, ${NOW}, ${NOW}) WHERE id = ? AND token = ?`,
-            [outcome, error, queueLockName(this.namespace, key), key, token],
-            session,
-          )
-        ).affectedRows === 1,
-      (released) => released,
-    );
-    if (throughLine) return throughLine;
-    const result = await this.query<ResultHeader>(
-      `UPDATE ${this.table} SET token = NULL, last_outcome = ?, last_error = ?, released_at = ${NOW} WHERE id = ? AND token = ?`,
-      [outcome, error, key, token],
-    );
-    return result.affectedRows === 1;
+  async release(command: ReleaseCommand): Promise<ReleaseResult> {
+    const { key, token, outcome, error, handoffLeaseMs } = command;
+    const keep = outcome === 'pass';
+    return this.transaction<ReleaseResult>(async (run) => {
+      const [lock] = await run<Row[]>(`SELECT token FROM ${this.table} WHERE id = ? FOR UPDATE`, [
+        key,
+      ]);
+      if (lock?.token !== token) return { result: { released: false, handedTo: null } };
+      const [next] = await run<Row[]>(
+        `SELECT token, holder, ttl_ms, owner, doorbell, CONCAT(@@hostname, ':', @@port, ':') AS here
+         FROM ${this.waiters} WHERE lock_id = ? AND expires_at > ${NOW}
+         ORDER BY queued_at, token LIMIT 1 FOR UPDATE`,
+        [key],
+      );
+      // The outcome columns first: MySQL assigns left to right.
+      const outcomeColumns = keep
+        ? ''
+        : 'last_outcome = ?, last_error = ?, ';
+      const outcomeValues = keep ? [] : [outcome, error];
+      if (next === undefined) {
+        await run(
+          `UPDATE ${this.table} SET ${outcomeColumns}token = NULL, released_at = ${NOW} WHERE id = ?`,
+          [...outcomeValues, key],
+        );
+        return { result: { released: true, handedTo: null } };
+      }
+      await run(
+        `UPDATE ${this.table} SET ${outcomeColumns}token = ?, holder = ?, fence = fence + 1,
+           acquired_at = ${NOW}, expires_at = ${NOW} + LEAST(?, ?) * 1000, released_at = ${NOW}
+         WHERE id = ?`,
+        [...outcomeValues, next.token, next.holder, toNumber(next.ttl_ms), handoffLeaseMs, key],
+      );
+      await run(`DELETE FROM ${this.waiters} WHERE token = ?`, [next.token]);
+      // Rung after the commit, on the same server only (connection ids are per server).
+      const doorbell = (next.doorbell as string | null) ?? '';
+      const here = String(next.here);
+      const id = doorbell.startsWith(here) ? doorbell.slice(here.length) : '';
+      return {
+        result: { released: true, handedTo: String(next.owner) },
+        after: /^\d+$/.test(id)
+          ? () =>
+              run(`KILL QUERY ${id}`, []).catch((killError: unknown) => {
+                if ((killError as { errno?: number }).errno !== ER_NO_SUCH_THREAD) throw killError;
+              })
+          : undefined,
+      };
+    });
   }
 
   async forceRelease(key: string, error: string): Promise<boolean> {
@@ -312,17 +298,66 @@ export class MysqlDialect implements LockDialect {
     return result.affectedRows;
   }
 
-  async close(): Promise<void> {
-    // The pool belongs to TypeORM, which closes it; the wait-queue sessions are ours.
-    this.waitQueue?.close();
+  async enqueue(command: EnqueueCommand): Promise<Place> {
+    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
+    // The line's dead places are cleared on the way.
+    await this.query(`DELETE FROM ${this.waiters} WHERE lock_id = ? AND expires_at <= ${NOW}`, [key]);
+    await this.query(
+      `INSERT INTO ${this.waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW} + ? * 1000)`,
+      [token, key, holder, ttlMs, owner, doorbell, placeTtlMs],
+    );
+    const [row] = await this.query<Row[]>(
+      `SELECT queued_at FROM ${this.waiters} WHERE token = ?`,
+      [token],
+    );
+    return { token, queuedAtUs: toNumber(row.queued_at) };
   }
 
-  /** Runs one autocommit statement (on the pool, or `via` a session), again after a deadlock or lock-wait rollback. */
-  private async query<T>(sql: string, values: unknown[], via: MysqlPool = this.pool): Promise<T> {
+  async leaveLine(token: string): Promise<boolean> {
+    const result = await this.query<ResultHeader>(`DELETE FROM ${this.waiters} WHERE token = ?`, [
+      token,
+    ]);
+    return result.affectedRows === 1;
+  }
+
+  async renewPlaces(
+    owner: string,
+    placeTtlMs: number,
+    doorbell: string | null,
+    expected: number,
+  ): Promise<string[] | number> {
+    const result = await this.query<ResultHeader>(
+      `UPDATE ${this.waiters} SET expires_at = ${NOW} + ? * 1000, doorbell = ? WHERE owner = ?`,
+      [placeTtlMs, doorbell, owner],
+    );
+    if (result.affectedRows >= expected) return result.affectedRows;
+    const rows = await this.query<Row[]>(`SELECT token FROM ${this.waiters} WHERE owner = ?`, [
+      owner,
+    ]);
+    return rows.map((row) => String(row.token));
+  }
+
+  async readLocks(keys: readonly string[]): Promise<Map<string, StoredLock>> {
+    const rows = await this.query<Row[]>(
+      `SELECT id, ${COLUMNS}, ${NOW} AS now FROM ${this.table} WHERE id IN (?)`,
+      [keys],
+    );
+    return new Map(rows.map((row) => [String(row.id), toStoredLock(row)]));
+  }
+
+  async close(): Promise<void> {
+    // The pool belongs to TypeORM, which closes it.
+  }
+
+  /** Runs one autocommit statement, again after a deadlock or lock-wait rollback. */
+  private async query<T>(sql: string, values: unknown[]): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await new Promise<T>((resolve, reject) =>
-          via.query(sql, values, (error, result) => (error ? reject(error) : resolve(result as T))),
+          this.pool.query(sql, values, (error, result) =>
+            error ? reject(error) : resolve(result as T),
+          ),
         );
       } catch (error) {
         if (attempt >= MAX_RETRIES || !RETRYABLE.has((error as { errno?: number }).errno ?? 0)) {
@@ -331,6 +366,49 @@ export class MysqlDialect implements LockDialect {
       }
     }
   }
+
+  /**
+   * Runs `work` in a transaction on one pooled connection (again after a deadlock), then
+   * its `after` step on the same connection once committed.
+   */
+  private async transaction<T>(
+    work: (
+      run: <R>(sql: string, values: unknown[]) => Promise<R>,
+    ) => Promise<{ result: T; after?: () => Promise<unknown> }>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const connection = await new Promise<MysqlConnection>((resolve, reject) =>
+        this.pool.getConnection((error, conn) => (error ? reject(error) : resolve(conn))),
+      );
+      const run = <R>(sql: string, values: unknown[]) =>
+        new Promise<R>((resolve, reject) =>
+          connection.query(sql, values, (error, result) =>
+            error ? reject(error) : resolve(result as R),
+          ),
+        );
+      try {
+        await run('START TRANSACTION', []);
+        const { result, after } = await work(run);
+        await run('COMMIT', []);
+        await after?.().catch(() => undefined);
+        connection.release();
+        return result;
+      } catch (error) {
+        // A connection in an unknown state is not given back to the pool.
+        connection.destroy();
+        if (attempt >= MAX_RETRIES || !RETRYABLE.has((error as { errno?: number }).errno ?? 0)) {
+          throw error;
+        }
+      }
+    }
+  }
+}
+
+/** Parameters of the line condition: a place's (queued_at, token), or "any place" for a newcomer. */
+function ahead(place: Place | null): unknown[] {
+  return place === null
+    ? [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, '']
+    : [place.queuedAtUs, place.queuedAtUs, place.token];
 }
 
 /** Not granted: held (until its lease end), or free but kept for the first process in line. */

@@ -1,26 +1,23 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { DataSource } from 'typeorm';
+import { waiterTableName } from '../entities/rlock-waiter.entity';
+import type { Doorbell } from '../waiting/doorbell.interface';
+import { PostgresDoorbell, type PgListenClient } from '../waiting/postgres-doorbell';
 import type {
   AcquireCommand,
   AcquireResult,
+  EnqueueCommand,
   LockDialect,
+  Place,
   ReleaseCommand,
+  ReleaseResult,
   StoredLock,
-  WakeUp,
 } from './dialect.interface';
 import { toNumber, toStoredLock } from './dialect.utils';
-import { PostgresReleaseListener } from './postgres-release-listener';
-import {
-  keyTag,
-  postgresQueueSession,
-  type PgQueueClient,
-  type PgQueueSession,
-} from './postgres-wait-queue';
-import { HANDOFF_RESERVE_MS, WaitQueue } from './wait-queue';
 
 interface PgPool {
   /** The client class and connection options of the pool (pg-pool). */
-  Client?: new (options: unknown) => PgQueueClient;
+  Client?: new (options: unknown) => PgListenClient;
   options?: unknown;
   query(config: { name?: string; text: string; values?: unknown[] }): Promise<{
     rows: Record<string, unknown>[];
@@ -30,99 +27,53 @@ interface PgPool {
 
 /** The database clock, in microseconds since the Unix epoch, at the moment it is read. */
 const NOW = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
-/** The row is free (never taken, released) or its lease has run out, at `c.now`. */
-const FREE = `(t.token IS NULL OR t.expires_at <= c.now)`;
 const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at, t.released_at, t.last_outcome, t.last_error`;
 
 /**
  * PostgreSQL (and CockroachDB) through `pg`, on the pool TypeORM already opened.
- * Every statement is one autocommit round trip, prepared once per connection.
- * A release notifies (NOTIFY in the same statement) and one dedicated connection per
- * dialect LISTENs, so waiters wake at once instead of polling.
+ * Every statement is one autocommit round trip, prepared once per connection. A release
+ * hands the lock to the first live place of its line in the same statement and notifies
+ * that place's process (delivered when it commits); see `PostgresDoorbell`.
  */
 export class PostgresDialect implements LockDialect {
   readonly database = 'PostgreSQL';
   private readonly sql: ReturnType<typeof statements>;
   private readonly pool: PgPool;
-  /** Prefix of the notification channels of this lock table's locks (the same in every process). */
+  private readonly master: PgPool;
+  /** Prefix of the notification channels of this lock table (a process's owner completes it). */
   private readonly channelPrefix: string;
-  /** Channel → key of the locks this process listens for. */
-  private readonly listenedKeys = new Map<string, string>();
-  /** Tags this process's notifications, so that it ignores its own releases. */
-  private readonly instance = randomBytes(6).toString('hex');
-  private listener: PostgresReleaseListener | undefined;
-  private waitQueue: WaitQueue<PgQueueSession> | undefined;
-  /** Namespace of this lock table in the two-key advisory lock space (the wait queue's). */
-  private readonly tableTag: number;
-  private released: ((key: string) => void) | undefined;
 
   constructor(dataSource: DataSource, tableName: string) {
     const schema = (dataSource.options as { schema?: string }).schema;
     const qualified = tableName.includes('.') || !schema ? tableName : `${schema}.${tableName}`;
-    const table = qualified
-      .split('.')
-      .map((part) => `"${part}"`)
-      .join('.');
-    this.sql = statements(table, qualified);
-    const master = (dataSource.driver as unknown as { master: PgPool }).master;
-    this.pool = retryingConflicts(unnamedBehindPooler(master));
-    this.tableTag = keyTag(createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex'));
+    const quote = (name: string) =>
+      name
+        .split('.')
+        .map((part) => `"${part}"`)
+        .join('.');
     this.channelPrefix = `rlock_${createHash('sha256').update(qualified).digest('hex').slice(0, 12)}_`;
-    const { Client, options } = master;
-    if (Client) {
-      this.listener = new PostgresReleaseListener(
-        () => new Client(options),
-        (channel, payload) => this.notified(channel, payload),
-        (channel) => this.wake(channel),
-        async (channel) => {
-          await this.pool.query({
-            text: 'SELECT pg_notify($1::text, $2::text)',
-            values: [channel, 'probe'],
-          });
-        },
-        `${this.channelPrefix}probe_${this.instance}`,
-      );
-      const tableTag = keyTag(
-        createHash('sha256').update(`rlock-queue:${qualified}`).digest('hex'),
-      );
-      this.waitQueue = new WaitQueue<PgQueueSession>(
-        (onFailure) => {
-          const client = new Client(options);
-          const session = postgresQueueSession(client, tableTag, () => onFailure(session));
-          return session;
-        },
-        (key) => this.released?.(key),
-      );
-    }
+    this.sql = statements(quote(qualified), quote(waiterTableName(qualified)), qualified);
+    this.master = (dataSource.driver as unknown as { master: PgPool }).master;
+    this.pool = retryingConflicts(unnamedBehindPooler(this.master));
   }
 
   async init(): Promise<boolean> {
-    if (!(await this.probe())) return false;
-    // Not fatal when it fails: waiters poll until the listening connection reconnects.
-    await this.listener?.start();
-    return true;
+    return this.probe();
   }
 
-  onRelease(listener: (key: string) => void): void {
-    this.released = listener;
-  }
-
-  queue(key: string): WakeUp {
-    if (!this.listener?.listening) return 'polls';
-    if (this.listenedKeys.has(this.channelOf(key))) return 'woken';
-    // Not in line (full, or no connection): every release of this lock wakes it.
-    if (!this.waitQueue?.enter(key)) this.listenFor(key);
-    // First in line, the lock is still held: by a process that is not in line, whose
-    // release does not call the next one. Hear that release. (Behind another process,
-    // this one is called when its turn comes.)
-    else if (this.waitQueue.placeOf(key) === 'first') this.listenFor(key);
-    return 'woken';
-  }
-
-  dequeue(key: string): void {
-    const channel = this.channelOf(key);
-    if (this.listenedKeys.delete(channel)) this.listener?.unlisten(channel);
-    this.waitQueue?.leave(key);
+  createDoorbell(): Doorbell | undefined {
+    const { Client, options } = this.master;
+    if (!Client) return undefined;
+    return new PostgresDoorbell(
+      () => new Client(options),
+      async (channel, payload) => {
+        await this.pool.query({
+          text: 'SELECT pg_notify($1::text, $2::text)',
+          values: [channel, payload],
+        });
+      },
+      this.channelPrefix,
+    );
   }
 
   async probe(): Promise<boolean> {
@@ -136,18 +87,11 @@ export class PostgresDialect implements LockDialect {
   }
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
-    const { key, token, holder, ttlMs, leaseExpiredMessage, name } = command;
-    const values: unknown[] = [key, token, holder, ttlMs, leaseExpiredMessage];
-    let statement = this.sql.acquire;
-    if (this.waitQueue?.placeOf(key) === 'first') {
-      // Called by the previous holder's release, which may not have committed yet: wait
-      // for it on the row lock instead of missing it.
-      statement = this.sql.acquireFirst;
-    } else if (this.waitQueue !== undefined && this.listener?.listening === true) {
-      statement = this.sql.acquireInLine;
-      values.push(false, HANDOFF_RESERVE_MS, this.tableTag, keyTag(key));
-    }
-    const { rows } = await this.pool.query({ ...statement, values });
+    const { key, token, holder, ttlMs, leaseExpiredMessage, name, place } = command;
+    const { rows } = await this.pool.query({
+      ...this.sql.acquire,
+      values: [key, token, holder, ttlMs, leaseExpiredMessage, ...ahead(place)],
+    });
     const row = rows[0];
     if (row === undefined) {
       const inserted = await this.pool.query({
@@ -160,9 +104,41 @@ export class PostgresDialect implements LockDialect {
         : granted(fresh);
     }
     if (row.acquired) return granted(row);
-    // No lease end when the lock is free (kept for the first process in line).
+    // No lease end when the lock is free (a live place ahead of this caller takes it).
     const expiresAtUs = row.expires_at === null ? null : toNumber(row.expires_at);
     return { acquired: false, expiresAtUs, nowUs: toNumber(row.now) };
+  }
+
+  async enqueue(command: EnqueueCommand): Promise<Place> {
+    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
+    const { rows } = await this.pool.query({
+      ...this.sql.enqueue,
+      values: [key, token, holder, ttlMs, owner, doorbell, placeTtlMs],
+    });
+    return { token, queuedAtUs: toNumber(rows[0].queued_at) };
+  }
+
+  async leaveLine(token: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query({ ...this.sql.leaveLine, values: [token] });
+    return rowCount === 1;
+  }
+
+  async renewPlaces(
+    owner: string,
+    placeTtlMs: number,
+    doorbell: string | null,
+    expected: number,
+  ): Promise<string[] | number> {
+    const { rows } = await this.pool.query({
+      ...this.sql.renewPlaces,
+      values: [owner, placeTtlMs, doorbell],
+    });
+    return rows.length < expected ? rows.map((row) => String(row.token)) : rows.length;
+  }
+
+  async readLocks(keys: readonly string[]): Promise<Map<string, StoredLock>> {
+    const { rows } = await this.pool.query({ ...this.sql.readLocks, values: [keys] });
+    return new Map(rows.map((row) => [String(row.id), toStoredLock(row)]));
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
@@ -170,37 +146,21 @@ export class PostgresDialect implements LockDialect {
     return rows[0] === undefined ? null : toNumber(rows[0].expires_at);
   }
 
-  async release(command: ReleaseCommand): Promise<boolean> {
-    const values = [
-      command.key,
-      command.token,
-      command.outcome,
-      command.error,
-      this.channelOf(command.key),
-      this.instance,
-    ];
-    // First in line: release on the line's own session, giving its advisory lock up in the
-    // same statement; the next process's attempt then waits for this commit on the row lock.
-    const throughLine = this.waitQueue?.leaveThrough(
-      command.key,
-      async (session) =>
-        (
-          await retryingConflicts(session).query({
-            ...this.sql.releaseInLine,
-            values: [...values, this.tableTag, keyTag(command.key)],
-          })
-        ).rowCount === 1,
-      (released) => released,
-    );
-    if (throughLine) return throughLine;
-    const { rowCount } = await this.pool.query({ ...this.sql.release, values });
-    return rowCount === 1;
+  async release(command: ReleaseCommand): Promise<ReleaseResult> {
+    const { key, token, outcome, error, handoffLeaseMs } = command;
+    const { rows } = await this.pool.query({
+      ...this.sql.release,
+      values: [key, token, outcome, error, handoffLeaseMs, this.channelPrefix],
+    });
+    const row = rows[0];
+    if (row === undefined) return { released: false, handedTo: null };
+    return { released: true, handedTo: (row.next_owner as string | null) ?? null };
   }
 
   async forceRelease(key: string, error: string): Promise<boolean> {
     const { rowCount } = await this.pool.query({
       ...this.sql.forceRelease,
-      values: [key, error, this.channelOf(key), this.instance],
+      values: [key, error],
     });
     return rowCount === 1;
   }
@@ -221,32 +181,13 @@ export class PostgresDialect implements LockDialect {
   }
 
   async close(): Promise<void> {
-    // The pool belongs to TypeORM, which closes it; the listening connection is ours.
-    this.waitQueue?.close();
-    await this.listener?.close();
+    // The pool belongs to TypeORM, which closes it.
   }
+}
 
-  /** The notification channel of one lock: a release wakes only the processes waiting for it. */
-  private channelOf(key: string): string {
-    return `${this.channelPrefix}${key.slice(0, 40)}`;
-  }
-
-  private listenFor(key: string): void {
-    const channel = this.channelOf(key);
-    this.listenedKeys.set(channel, key);
-    this.listener?.listen(channel);
-  }
-
-  /** A release of a lock this process waits for, by another process (its own releases wake its waiters directly). */
-  private notified(channel: string, payload: string): void {
-    if (payload !== this.instance) this.wake(channel);
-  }
-
-  /** Wakes this process's first waiter for the lock of `channel` to try again. */
-  private wake(channel: string): void {
-    const key = this.listenedKeys.get(channel);
-    if (key !== undefined) this.released?.(key);
-  }
+/** Parameters of the line condition: a place's (queued_at, token), or "any place" for a newcomer. */
+function ahead(place: Place | null): unknown[] {
+  return place === null ? [Number.MAX_SAFE_INTEGER, ''] : [place.queuedAtUs, place.token];
 }
 
 /**
@@ -306,8 +247,11 @@ function granted(row: Record<string, unknown>): AcquireResult {
   };
 }
 
-/** The attempt: grants a free or expired lock when `mayTake` (an SQL condition on `t`) holds. */
-function acquireStatement(table: string, mayTake: string): string {
+/**
+ * The attempt: grants a free or expired lock when no live place is ahead of the caller
+ * ($6, $7: the caller's place, or "any place" for a newcomer), removing the caller's place.
+ */
+function acquireStatement(table: string, waiters: string): string {
   return `WITH c AS (SELECT ${NOW} AS now),
        g AS (
          UPDATE ${table} AS t SET
@@ -319,10 +263,15 @@ function acquireStatement(table: string, mayTake: string): string {
            acquired_at = ${NOW}, expires_at = ${NOW} + $4::bigint * 1000
          FROM c
          -- The clock is read again here, not taken from c: after waiting for a concurrent
-         -- grant's row lock, the re-check and the new lease use the time of the grant.
-         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW}) AND ${mayTake}
+         -- release's row lock, the re-check and the new lease use the time of the grant.
+         WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW})
+           AND NOT EXISTS (
+             SELECT 1 FROM ${waiters} AS q
+             WHERE q.lock_id = $1 AND q.expires_at > c.now
+               AND (q.queued_at < $6::bigint OR (q.queued_at = $6::bigint AND q.token < $7::text)))
          RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error
-       )
+       ),
+       d AS (DELETE FROM ${waiters} AS q WHERE q.token = $2 AND EXISTS (SELECT 1 FROM g))
        SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, NULL::bigint AS now FROM g
        UNION ALL
        SELECT false, t.fence, NULL, CASE WHEN t.token IS NULL THEN NULL ELSE t.expires_at END, NULL, NULL, c.now
@@ -330,49 +279,13 @@ function acquireStatement(table: string, mayTake: string): string {
        WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM g)`;
 }
 
-function statements(table: string, id: string) {
+function statements(table: string, waiters: string, id: string) {
   const named = (suffix: string, text: string) => ({ name: `rlock:${id}:${suffix}`, text });
   return {
-    probe: named('probe', `SELECT 1 FROM ${table} WHERE false`),
+    probe: named('probe', `SELECT 1 FROM ${table}, ${waiters} WHERE false`),
     // A conditional UPDATE writes nothing when the lock is held; the second branch reports
     // the holder's lease end so that a waiter knows when it could expire.
-    acquire: named('acquire', acquireStatement(table, 'true')),
-    // The same while processes wait in line: a lock released less than $7 ms ago is kept
-    // for the process first in line (it holds the line's advisory lock, so a shared try
-    // fails) unless this process is that one ($6).
-    acquireInLine: named(
-      'acquire-in-line',
-      acquireStatement(
-        table,
-        `CASE WHEN t.token IS NULL AND NOT $6::boolean AND t.released_at > ${NOW} - $7::bigint * 1000
-           THEN pg_try_advisory_xact_lock_shared($8::int4, $9::int4) ELSE true END`,
-      ),
-    ),
-    // The attempt of the process first in line, called by the previous holder's release
-    // while it may still be committing. It matches the row whatever its state, so it waits
-    // for that commit on the row lock and then decides on the row as committed; the
-    // assignments keep a held row as it is. The clock is read once, before that wait: a
-    // little early (the safe side for expiry and for the new lease), and still after the
-    // previous release's own reading.
-    acquireFirst: named(
-      'acquire-first',
-      `WITH c AS (SELECT ${NOW} AS now)
-       UPDATE ${table} AS t SET
-         last_outcome = CASE WHEN t.token IS NOT NULL AND t.expires_at <= c.now THEN 'expired' ELSE t.last_outcome END,
-         last_error = CASE WHEN t.token IS NOT NULL AND t.expires_at <= c.now THEN json_build_object(
-           'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
-           'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text
-           ELSE t.last_error END,
-         token = CASE WHEN ${FREE} THEN $2 ELSE t.token END,
-         holder = CASE WHEN ${FREE} THEN $3 ELSE t.holder END,
-         fence = CASE WHEN ${FREE} THEN t.fence + 1 ELSE t.fence END,
-         acquired_at = CASE WHEN ${FREE} THEN c.now ELSE t.acquired_at END,
-         expires_at = CASE WHEN ${FREE} THEN c.now + $4::bigint * 1000 ELSE t.expires_at END
-       FROM c
-       WHERE t.id = $1
-       RETURNING t.token = $2 AS acquired, t.fence, t.acquired_at, t.expires_at, t.last_outcome,
-         t.last_error, c.now`,
-    ),
+    acquire: named('acquire', acquireStatement(table, waiters)),
     // First use of a name: the fence starts from the clock so that a row created again
     // after a purge never goes below the fences handed out before.
     insert: named(
@@ -390,40 +303,63 @@ function statements(table: string, id: string) {
        WHERE t.id = $1 AND t.token = $2 AND t.expires_at > c.now
        RETURNING t.expires_at`,
     ),
-    // The release notifies in the same statement (delivered when it commits), so that
-    // waiters in other processes try again at once. One row when released, none otherwise.
+    // The release and the hand-off in one statement: the first live place of the line (w)
+    // gets the lock (fence + 1, its token and a short lease until it renews), the outcome is
+    // stored for it ('pass' keeps the stored one), its place is removed and its process is
+    // notified on commit. Without a live place the lock is freed. One row when released.
     release: named(
       'release',
       `WITH c AS (SELECT ${NOW} AS now),
+       w AS (
+         SELECT q.token, q.holder, q.ttl_ms, q.owner FROM ${waiters} AS q, c
+         WHERE q.lock_id = $1 AND q.expires_at > c.now
+         ORDER BY q.queued_at, q.token LIMIT 1
+         FOR UPDATE OF q
+       ),
        r AS (
-         UPDATE ${table} AS t SET token = NULL, last_outcome = $3, last_error = $4, released_at = c.now FROM c
+         UPDATE ${table} AS t SET
+           token = w.token,
+           holder = COALESCE(w.holder, t.holder),
+           fence = CASE WHEN w.token IS NULL THEN t.fence ELSE t.fence + 1 END,
+           acquired_at = CASE WHEN w.token IS NULL THEN t.acquired_at ELSE c.now END,
+           expires_at = CASE WHEN w.token IS NULL THEN t.expires_at
+             ELSE c.now + LEAST(w.ttl_ms, $5::bigint) * 1000 END,
+           last_outcome = CASE WHEN $3::text = 'pass' THEN t.last_outcome ELSE $3::text END,
+           last_error = CASE WHEN $3::text = 'pass' THEN t.last_error ELSE $4::text END,
+           released_at = c.now
+         FROM c LEFT JOIN w ON true
          WHERE t.id = $1 AND t.token = $2
-         RETURNING t.id
-       )
-       SELECT pg_notify($5::text, $6::text) FROM r`,
-    ),
-    // The release of the process first in line, on the line's session: gives the line's
-    // advisory lock up in the same statement (calling the next process) when it released.
-    releaseInLine: named(
-      'release-in-line',
-      `WITH c AS (SELECT ${NOW} AS now),
-       r AS (
-         UPDATE ${table} AS t SET token = NULL, last_outcome = $3, last_error = $4, released_at = c.now FROM c
-         WHERE t.id = $1 AND t.token = $2
-         RETURNING t.id
-       )
-       SELECT pg_notify($5::text, $6::text), pg_advisory_unlock($7::int4, $8::int4) FROM r`,
+         RETURNING w.token AS next_token, w.owner AS next_owner
+       ),
+       d AS (DELETE FROM ${waiters} AS q USING r WHERE q.token = r.next_token),
+       n AS (SELECT pg_notify($6::text || r.next_owner, r.next_token) FROM r WHERE r.next_token IS NOT NULL)
+       SELECT r.next_owner, (SELECT count(*) FROM n) AS rung FROM r`,
     ),
     forceRelease: named(
       'force-release',
+      `WITH c AS (SELECT ${NOW} AS now)
+       UPDATE ${table} AS t SET token = NULL, fence = t.fence + 1, last_outcome = 'force-released',
+         last_error = $2, released_at = c.now FROM c
+       WHERE t.id = $1 AND t.token IS NOT NULL`,
+    ),
+    // A place at the end of the line; the line's dead places are cleared on the way.
+    enqueue: named(
+      'enqueue',
       `WITH c AS (SELECT ${NOW} AS now),
-       r AS (
-         UPDATE ${table} AS t SET token = NULL, fence = t.fence + 1, last_outcome = 'force-released',
-           last_error = $2, released_at = c.now FROM c
-         WHERE t.id = $1 AND t.token IS NOT NULL
-         RETURNING t.id
-       )
-       SELECT pg_notify($3::text, $4::text) FROM r`,
+       x AS (DELETE FROM ${waiters} AS q USING c WHERE q.lock_id = $1 AND q.expires_at <= c.now)
+       INSERT INTO ${waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
+       SELECT $2, $1, $3, $4, $5, $6, c.now, c.now + $7::bigint * 1000 FROM c
+       RETURNING queued_at`,
+    ),
+    leaveLine: named('leave-line', `DELETE FROM ${waiters} WHERE token = $1`),
+    renewPlaces: named(
+      'renew-places',
+      `UPDATE ${waiters} SET expires_at = ${NOW} + $2::bigint * 1000, doorbell = $3
+       WHERE owner = $1 RETURNING token`,
+    ),
+    readLocks: named(
+      'read-locks',
+      `SELECT t.id, ${COLUMNS}, ${NOW} AS now FROM ${table} AS t WHERE t.id = ANY($1::text[])`,
     ),
     inspect: named(
       'inspect',
@@ -432,7 +368,8 @@ function statements(table: string, id: string) {
     list: named('list', `SELECT ${COLUMNS}, ${NOW} AS now FROM ${table} AS t ORDER BY t.name`),
     purge: named(
       'purge',
-      `WITH c AS (SELECT ${NOW} - $1::bigint * 1000 AS cutoff)
+      `WITH c AS (SELECT ${NOW} - $1::bigint * 1000 AS cutoff, ${NOW} AS now),
+       x AS (DELETE FROM ${waiters} AS q USING c WHERE q.expires_at <= c.now)
        DELETE FROM ${table} AS t USING c
        WHERE (t.token IS NULL AND COALESCE(t.released_at, t.acquired_at, 0) < c.cutoff)
           OR (t.token IS NOT NULL AND t.expires_at < c.cutoff)`,

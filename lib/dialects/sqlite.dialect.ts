@@ -1,10 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import type { DataSource } from 'typeorm';
+import { waiterTableName } from '../entities/rlock-waiter.entity';
 import type {
   AcquireCommand,
   AcquireResult,
+  EnqueueCommand,
   LockDialect,
+  Place,
   ReleaseCommand,
+  ReleaseResult,
   StoredLock,
 } from './dialect.interface';
 import { toStoredLock } from './dialect.utils';
@@ -49,6 +53,8 @@ export class SqliteDialect implements LockDialect {
   private ownConnection = false;
   private sql!: ReturnType<SqliteDialect['prepare']>;
   private attempt!: (c: AcquireCommand) => AcquireResult;
+  private releaseNow!: (c: ReleaseCommand) => ReleaseResult;
+  private enqueueNow!: (c: EnqueueCommand) => Row | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -67,36 +73,31 @@ export class SqliteDialect implements LockDialect {
       this.ownConnection = true;
       await this.retryBusy(() => this.db.pragma('journal_mode = WAL'));
     }
-    const exists = this.db
-      .prepare(`SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?`)
-      .get(this.tableName.split('.').pop());
-    if (exists === undefined) return false;
+    if (!(await this.probe())) return false;
     this.sql = this.prepare();
     const tx = this.db.transaction((c: AcquireCommand) => this.attemptInTransaction(c));
     this.attempt = (c) => tx.immediate(c);
+    const release = this.db.transaction((c: ReleaseCommand) => this.releaseInTransaction(c));
+    this.releaseNow = (c) => release.immediate(c);
+    const enqueue = this.db.transaction((c: EnqueueCommand) => {
+      this.sql.clearDead.run(c.key);
+      return this.sql.enqueue.get(c.token, c.key, c.holder, c.ttlMs, c.owner, c.doorbell, c.key, c.placeTtlMs);
+    });
+    this.enqueueNow = (c) => enqueue.immediate(c);
     return true;
   }
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
-    if (command.readFirst) {
-      const row = this.sql.peek.get(command.key);
-      if (row !== undefined && row.held === 1) {
-        if (starving(command, Number(row.now))) {
-          try {
-            this.sql.want.run(command.key);
-          } catch (error) {
-            if (!isBusy(error)) throw error; // the next poll asks again
-          }
-        }
-        return { acquired: false, expiresAtUs: Number(row.expires_at), nowUs: Number(row.now) };
-      }
+    if (command.place !== null) {
+      // A waiter: waiting for another writer here costs nothing.
+      return this.retryBusy(() => this.attempt(command));
     }
     try {
       // Mostly the lock is free: one statement (atomic on its own) grants it, as the
       // takeover would. Otherwise the transaction takes an expired lease over, creates
       // the row, or finds who holds it.
-      const { token, holder, ttlMs, key, waitingSinceUs } = command;
-      const row = this.sql.takeFree.get(token, holder, ttlMs, key, waitingSinceUs);
+      const { token, holder, ttlMs, key } = command;
+      const row = this.sql.takeFree.get(token, holder, ttlMs, key, key, ...ahead(null));
       return row === undefined ? this.attempt(command) : granted(row);
     } catch (error) {
       // Another process holds SQLite's write lock: this attempt simply did not get in.
@@ -106,27 +107,25 @@ export class SqliteDialect implements LockDialect {
   }
 
   private attemptInTransaction(c: AcquireCommand): AcquireResult {
-    const row = this.takeOver(c) ?? this.sql.insert.get(c);
-    if (row !== undefined) return granted(row);
+    const row =
+      this.sql.takeOver.get(
+        c.leaseExpiredMessage,
+        c.token,
+        c.holder,
+        c.ttlMs,
+        c.key,
+        c.key,
+        ...ahead(c.place),
+      ) ?? this.sql.insert.get(c.key, c.name, c.token, c.holder, c.ttlMs);
+    if (row !== undefined) {
+      if (c.place !== null) this.sql.leaveLine.run(c.token);
+      return granted(row);
+    }
     const current = this.sql.peek.get(c.key);
     if (current === undefined) return { acquired: false, expiresAtUs: null, nowUs: null };
-    const nowUs = Number(current.now);
-    if (starving(c, nowUs)) this.sql.want.run(c.key);
-    // Free but kept for a long waiter: no lease end to wait for.
+    // Free but kept for a place ahead: no lease end to wait for.
     const expiresAtUs = current.held === 1 ? Number(current.expires_at) : null;
-    return { acquired: false, expiresAtUs, nowUs };
-  }
-
-  /** Grants a free or expired lock: its row, or undefined. Positional parameters bind faster than named ones. */
-  private takeOver(c: AcquireCommand): unknown[] | undefined {
-    return this.sql.takeOver.get(
-      c.leaseExpiredMessage,
-      c.token,
-      c.holder,
-      c.ttlMs,
-      c.key,
-      c.waitingSinceUs,
-    );
+    return { acquired: false, expiresAtUs, nowUs: Number(current.now) };
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
@@ -134,18 +133,72 @@ export class SqliteDialect implements LockDialect {
     return row === undefined ? null : Number(row.expires_at);
   }
 
-  async release(command: ReleaseCommand): Promise<boolean> {
-    const release = () =>
-      this.sql.release.run(command.outcome, command.error, command.key, command.token);
-    let changes: number;
+  async release(command: ReleaseCommand): Promise<ReleaseResult> {
     try {
       // At once first: waiting for another writer is the exception.
-      changes = release().changes;
+      return this.releaseNow(command);
     } catch (error) {
       if (!isBusy(error)) throw error;
-      changes = (await this.retryBusy(release)).changes;
+      return this.retryBusy(() => this.releaseNow(command));
     }
+  }
+
+  /** The release and the hand-off to the first live place of the line, in one transaction. */
+  private releaseInTransaction(c: ReleaseCommand): ReleaseResult {
+    const lock = this.sql.peekToken.get(c.key);
+    if (lock?.token !== c.token) return { released: false, handedTo: null };
+    const keep = c.outcome === 'pass' ? 1 : 0;
+    const next = this.sql.firstPlace.get(c.key);
+    if (next === undefined) {
+      this.sql.free.run(keep, c.outcome, keep, c.error, c.key);
+      return { released: true, handedTo: null };
+    }
+    this.sql.handOver.run(
+      keep,
+      c.outcome,
+      keep,
+      c.error,
+      next.token,
+      next.holder,
+      next.ttl_ms,
+      c.handoffLeaseMs,
+      c.key,
+    );
+    this.sql.leaveLine.run(next.token);
+    return { released: true, handedTo: String(next.owner) };
+  }
+
+  async enqueue(command: EnqueueCommand): Promise<Place> {
+    const row = await this.retryBusy(() => this.enqueueNow(command));
+    return { token: command.token, queuedAtUs: Number(row!.queued_at) };
+  }
+
+  async leaveLine(token: string): Promise<boolean> {
+    const { changes } = await this.retryBusy(() => this.sql.leaveLine.run(token));
     return changes === 1;
+  }
+
+  async renewPlaces(
+    owner: string,
+    placeTtlMs: number,
+    doorbell: string | null,
+    expected: number,
+  ): Promise<string[] | number> {
+    const rows = await this.retryBusy(() =>
+      this.sql.renewPlaces.all(placeTtlMs, doorbell, owner),
+    );
+    return rows.length < expected ? rows.map((row) => String(row.token)) : rows.length;
+  }
+
+  async readLocks(keys: readonly string[]): Promise<Map<string, StoredLock>> {
+    const rows = await this.retryBusy(() =>
+      this.db
+        .prepare(
+          `SELECT id, ${COLUMNS}, ${NOW} AS now FROM ${this.quoted} WHERE id IN (${keys.map(() => '?').join(', ')})`,
+        )
+        .all(...keys),
+    );
+    return new Map(rows.map((row) => [String(row.id), toStoredLock(row)]));
   }
 
   async forceRelease(key: string, error: string): Promise<boolean> {
@@ -165,14 +218,20 @@ export class SqliteDialect implements LockDialect {
 
   async purge(olderThanMs: number): Promise<number> {
     const { changes } = await this.retryBusy(() => this.sql.purge.run({ ms: olderThanMs }));
+    await this.retryBusy(() => this.sql.purgePlaces.run());
     return changes;
   }
 
   async probe(): Promise<boolean> {
-    const exists = this.db
-      .prepare(`SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?`)
-      .get(this.tableName.split('.').pop());
-    return exists !== undefined;
+    const table = this.tableName.split('.').pop()!;
+    const found = this.db
+      .prepare(`SELECT count(*) AS found FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)`)
+      .get(table, waiterTableName(table));
+    return Number(found?.found) === 2;
+  }
+
+  private get quoted(): string {
+    return `"${this.tableName.split('.').pop()}"`;
   }
 
   async close(): Promise<void> {
@@ -193,46 +252,69 @@ export class SqliteDialect implements LockDialect {
   }
 
   private prepare() {
-    const t = `"${this.tableName.split('.').pop()}"`;
+    const t = this.quoted;
+    const w = `"${waiterTableName(this.tableName.split('.').pop()!)}"`;
     const prepare = (sql: string) => this.db.prepare(sql);
     // Granting statements return GRANTED_COLUMNS as arrays: an object row costs
     // better-sqlite3 a name lookup per column (about a microsecond per row).
     const granting = (sql: string) => prepare(`${sql} RETURNING ${GRANTED_COLUMNS}`).raw(true);
+    // No live place ahead of the caller (parameters: the key, then `ahead(place)`).
+    const inLine = `NOT EXISTS (SELECT 1 FROM ${w} AS q WHERE q.lock_id = ? AND q.expires_at > ${NOW}
+      AND (q.queued_at < ? OR (q.queued_at = ? AND q.token < ?)))`;
+    const outcome = `last_outcome = CASE WHEN ? THEN last_outcome ELSE ? END,
+      last_error = CASE WHEN ? THEN last_error ELSE ? END`;
     return {
       peek: prepare(
         `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, ${NOW} AS now FROM ${t} WHERE id = ?`,
       ),
+      peekToken: prepare(`SELECT token FROM ${t} WHERE id = ?`),
       takeFree: granting(
-        `UPDATE ${t} SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000,
-           wanted_at = NULL
-         WHERE id = ? AND token IS NULL AND ${MAY_TAKE}`,
+        `UPDATE ${t} SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
+         WHERE id = ? AND token IS NULL AND ${inLine}`,
       ),
-      // A waiter that has waited STARVING_MS asks for priority (again at every poll).
-      want: prepare(`UPDATE ${t} SET wanted_at = ${NOW} WHERE id = ?`),
       takeOver: granting(
         `UPDATE ${t} SET
            last_outcome = CASE WHEN token IS NULL THEN last_outcome ELSE 'expired' END,
            last_error = CASE WHEN token IS NULL THEN last_error ELSE json_object(
              'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
              'fields', json_object('holder', holder, 'fence', fence, 'expiredAt', expires_at / 1000)) END,
-           token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000,
-           wanted_at = NULL
-         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${MAY_TAKE}`,
+           token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
+         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${inLine}`,
       ),
       insert: granting(
         `INSERT INTO ${t} (id, name, token, holder, fence, acquired_at, expires_at)
-         VALUES (@key, @name, @token, @holder, ${NOW}, ${NOW}, ${NOW} + @ttlMs * 1000)
+         VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + ? * 1000)
          ON CONFLICT (id) DO NOTHING`,
       ),
       extend: prepare(
         `UPDATE ${t} SET expires_at = ${NOW} + ? * 1000 WHERE id = ? AND token = ? AND expires_at > ${NOW} RETURNING expires_at`,
       ),
-      release: prepare(
-        `UPDATE ${t} SET token = NULL, last_outcome = ?, last_error = ?, released_at = ${NOW} WHERE id = ? AND token = ?`,
+      firstPlace: prepare(
+        `SELECT token, holder, ttl_ms, owner FROM ${w} WHERE lock_id = ? AND expires_at > ${NOW}
+         ORDER BY queued_at, token LIMIT 1`,
+      ),
+      free: prepare(`UPDATE ${t} SET ${outcome}, token = NULL, released_at = ${NOW} WHERE id = ?`),
+      handOver: prepare(
+        `UPDATE ${t} SET ${outcome}, token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW},
+           expires_at = ${NOW} + MIN(?, ?) * 1000, released_at = ${NOW}
+         WHERE id = ?`,
       ),
       forceRelease: prepare(
         `UPDATE ${t} SET token = NULL, fence = fence + 1, last_outcome = 'force-released', last_error = ?, released_at = ${NOW}
          WHERE id = ? AND token IS NOT NULL`,
+      ),
+      clearDead: prepare(`DELETE FROM ${w} WHERE lock_id = ? AND expires_at <= ${NOW}`),
+      // One writer at a time: the line's order is strictly the order of arrival.
+      enqueue: prepare(
+        `INSERT INTO ${w} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?,
+           MAX(${NOW}, COALESCE((SELECT MAX(queued_at) + 1 FROM ${w} WHERE lock_id = ?), 0)),
+           ${NOW} + ? * 1000)
+         RETURNING queued_at`,
+      ),
+      leaveLine: prepare(`DELETE FROM ${w} WHERE token = ?`),
+      renewPlaces: prepare(
+        `UPDATE ${w} SET expires_at = ${NOW} + ? * 1000, doorbell = ? WHERE owner = ? RETURNING token`,
       ),
       inspect: prepare(`SELECT ${COLUMNS}, ${NOW} AS now FROM ${t} WHERE id = ?`),
       list: prepare(`SELECT ${COLUMNS}, ${NOW} AS now FROM ${t} ORDER BY name`),
@@ -240,6 +322,7 @@ export class SqliteDialect implements LockDialect {
         `DELETE FROM ${t} WHERE (token IS NULL AND COALESCE(released_at, acquired_at, 0) < ${NOW} - @ms * 1000)
            OR (token IS NOT NULL AND expires_at < ${NOW} - @ms * 1000)`,
       ),
+      purgePlaces: prepare(`DELETE FROM ${w} WHERE expires_at <= ${NOW}`),
     };
   }
 }
@@ -247,22 +330,11 @@ export class SqliteDialect implements LockDialect {
 /** What the granting statements return, in this order (see `granted`). */
 const GRANTED_COLUMNS = 'fence, acquired_at, expires_at, last_outcome, last_error';
 
-/**
- * SQLite has no server to queue waiters in: a process releasing and re-taking a lock in a
- * loop gets it back before a polling waiter looks. So a waiter that has waited this long
- * marks the row (`wanted_at`, at every poll), and while that mark is fresh only a caller
- * that has waited this long may take the lock: newcomers wait their turn.
- */
-const STARVING_MS = 100;
-/** A mark not renewed for this long is ignored (its waiter gave up or polls slowly). */
-const WANTED_FOR_MS = 1_000;
-/** Grant condition (parameter: the caller's waiting-since, database clock in µs, or NULL). */
-const MAY_TAKE = `(wanted_at IS NULL OR wanted_at <= ${NOW} - ${WANTED_FOR_MS * 1000}
-  OR ? <= ${NOW} - ${STARVING_MS * 1000})`;
-
-/** Whether the caller has waited long enough to ask for priority. */
-function starving(command: AcquireCommand, nowUs: number): boolean {
-  return command.waitingSinceUs !== null && nowUs - command.waitingSinceUs >= STARVING_MS * 1000;
+/** Parameters of the line condition: a place's (queued_at, token), or "any place" for a newcomer. */
+function ahead(place: Place | null): unknown[] {
+  return place === null
+    ? [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, '']
+    : [place.queuedAtUs, place.queuedAtUs, place.token];
 }
 
 /** The answer to an attempt whose statement returned the granted row (GRANTED_COLUMNS). */

@@ -1,5 +1,6 @@
 import { EntitySchema } from 'typeorm';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
+import { createRLockWaiterEntity } from './rlock-waiter.entity';
 
 /**
  * A row of the lock table. Instants are microseconds since the Unix epoch, taken from
@@ -24,8 +25,6 @@ export interface RLockRow {
   lastOutcome: string | null;
   /** The error the previous holder left (JSON). */
   lastError: string | null;
-  /** SQLite: when a long waiter last asked for the lock (µs), giving it priority over newcomers. */
-  wantedAt: string | null;
 }
 
 /** The columns, shared by the entity and the migration. */
@@ -40,7 +39,6 @@ export const RLOCK_COLUMNS = [
   { property: 'releasedAt', name: 'released_at', type: 'bigint', nullable: true },
   { property: 'lastOutcome', name: 'last_outcome', type: 'varchar', length: 16, nullable: true },
   { property: 'lastError', name: 'last_error', type: 'text', nullable: true },
-  { property: 'wantedAt', name: 'wanted_at', type: 'bigint', nullable: true },
 ] as const;
 
 /** Splits `schema.table` into its parts. */
@@ -83,4 +81,16 @@ export function createRLockEntity(tableName: string = DEFAULT_TABLE_NAME): Entit
     schemas.set(tableName, schema);
   }
   return schema;
+}
+
+/**
+ * The entities of a lock table: the lock table and its waiters table. Spread them into
+ * your data source's `entities` if it does not use `autoLoadEntities`.
+ * @publicApi
+ */
+export function createRLockEntities(tableName: string = DEFAULT_TABLE_NAME): EntitySchema[] {
+  return [
+    createRLockEntity(tableName) as EntitySchema,
+    createRLockWaiterEntity(tableName) as EntitySchema,
+  ];
 }

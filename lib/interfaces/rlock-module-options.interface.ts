@@ -14,8 +14,15 @@ export interface RLockModuleOptions {
   acquireTimeoutMs?: number;
   /** Default lease (ttl): how long a lock outlives a crashed holder, in ms. Renewed every third of it. Default: 30,000. */
   ttlMs?: number;
-  /** Bounds of the waiting backoff (exponential, with jitter), in ms. Default: `{ minMs: 5, maxMs: 200 }`. */
+  /** Bounds of the polling backoff of waiters that have no doorbell (exponential, with jitter), in ms. Default: `{ minMs: 5, maxMs: 200 }`. */
   backoff?: { minMs?: number; maxMs?: number };
+  /**
+   * Connections the module may open beyond the TypeORM pool for waiting, however many
+   * names and waiters the process has: `1` opens one doorbell connection (a PostgreSQL
+   * LISTEN, a MySQL/MariaDB session asleep in `SLEEP()`) through which a release wakes this
+   * process at once; `0` makes waiters poll through the pool. At most 2. Default: 1.
+   */
+  waitConnections?: number;
   /** Error classes to rebuild `lastError` as, so that `instanceof` works across processes. */
   errors?: ErrorClass[];
   /** Largest stored error JSON, in bytes; larger errors are cut down, never refused. Default: 8,192. */

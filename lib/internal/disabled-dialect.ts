@@ -43,6 +43,22 @@ export class DisabledDialect implements LockDialect {
     return this.refuse();
   }
 
+  enqueue(): Promise<never> {
+    return this.refuse();
+  }
+
+  leaveLine(): Promise<never> {
+    return this.refuse();
+  }
+
+  renewPlaces(): Promise<never> {
+    return this.refuse();
+  }
+
+  readLocks(): Promise<never> {
+    return this.refuse();
+  }
+
   private async refuse(): Promise<never> {
     throw new RLockConfigurationError(MESSAGES.disabled);
   }

@@ -21,6 +21,7 @@ export interface ResolvedRLockOptions {
   ttlMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
+  waitConnections: number;
   errors: ErrorClass[];
   maxErrorBytes: number;
   includeStack: boolean;
@@ -36,6 +37,7 @@ const MODULE_OPTION_KEYS = [
   'acquireTimeoutMs',
   'ttlMs',
   'backoff',
+  'waitConnections',
   'errors',
   'maxErrorBytes',
   'includeStack',
@@ -66,6 +68,8 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
   assertDuration(backoffMinMs, 'backoff.minMs', 1, 60_000);
   const backoffMaxMs = o.backoff?.maxMs ?? Math.max(RLOCK_DEFAULTS.backoffMaxMs, backoffMinMs);
   assertDuration(backoffMaxMs, 'backoff.maxMs', backoffMinMs, 60_000);
+  const waitConnections = o.waitConnections ?? RLOCK_DEFAULTS.waitConnections;
+  assertDuration(waitConnections, 'waitConnections', 0, RLOCK_LIMITS.maxWaitConnections, 'connections');
   const errors = o.errors ?? [];
   if (
     !Array.isArray(errors) ||
@@ -96,6 +100,7 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
     ttlMs,
     backoffMinMs,
     backoffMaxMs,
+    waitConnections,
     errors: [...errors],
     maxErrorBytes,
     includeStack: o.includeStack ?? RLOCK_DEFAULTS.includeStack,

@@ -112,11 +112,14 @@ export function assertFunction(
   }
 }
 
-/** `name` or `schema.name`, each an SQL identifier of at most 63 characters. */
+/**
+ * `name` or `schema.name`, SQL identifiers: the schema of at most 63 characters, the table
+ * of at most 49 (its waiters table and their indexes add up to 14 more).
+ */
 export function assertTableName(value: unknown): asserts value is string {
   if (
     typeof value !== 'string' ||
-    !/^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/.test(value)
+    !/^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,48}$/.test(value)
   ) {
     throw new InvalidArgumentError('tableName', MESSAGES.invalid.tableName(describe(value)));
   }

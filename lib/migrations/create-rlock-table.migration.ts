@@ -1,9 +1,10 @@
 import { Table, type MigrationInterface, type QueryRunner } from 'typeorm';
 import { RLOCK_COLUMNS, splitTableName } from '../entities/rlock.entity';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
+import { createWaitersTable, dropWaitersTable } from './create-rlock-waiters.migration';
 
 /**
- * A TypeORM migration class that creates the lock table, for applications that run
+ * A TypeORM migration class that creates the lock table and its waiters table, for applications that run
  * with `synchronize: false`. Add the returned class to your data source's `migrations`.
  *
  * @example
@@ -34,9 +35,11 @@ export function createRLockMigration(
         }),
         true,
       );
+      await createWaitersTable(queryRunner, tableName);
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
+      await dropWaitersTable(queryRunner, tableName);
       await queryRunner.dropTable(schema ? `${schema}.${table}` : table, true);
     }
   };

@@ -1,0 +1,69 @@
+import { Table, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
+import {
+  RLOCK_WAITER_COLUMNS,
+  waiterIndexes,
+  waiterTableName,
+} from '../entities/rlock-waiter.entity';
+import { splitTableName } from '../entities/rlock.entity';
+import { DEFAULT_TABLE_NAME } from '../rlock.constants';
+
+/** Creates the waiters table of `tableName` with its indexes (no-op when it exists). */
+export async function createWaitersTable(queryRunner: QueryRunner, tableName: string) {
+  const { schema, table } = splitTableName(waiterTableName(tableName));
+  await queryRunner.createTable(
+    new Table({
+      name: table,
+      schema,
+      columns: RLOCK_WAITER_COLUMNS.map((c) => ({
+        name: c.name,
+        type: c.type,
+        length: 'length' in c ? String(c.length) : undefined,
+        isPrimary: 'primary' in c ? c.primary : false,
+        isNullable: 'nullable' in c ? c.nullable : false,
+      })),
+      indices: waiterIndexes(tableName).map(
+        (index) => new TableIndex({ name: index.name, columnNames: index.columns }),
+      ),
+    }),
+    true,
+  );
+}
+
+/** Drops the waiters table of `tableName` (no-op when missing). */
+export async function dropWaitersTable(queryRunner: QueryRunner, tableName: string) {
+  const { schema, table } = splitTableName(waiterTableName(tableName));
+  await queryRunner.dropTable(schema ? `${schema}.${table}` : table, true);
+}
+
+/**
+ * The upgrade from nestjs-rlock 0.1: creates the waiters table (`<table>_waiters`, the
+ * line of processes waiting for each lock) and drops the lock table's `wanted_at` column,
+ * which 0.2 no longer uses. Add the returned class to your data source's `migrations`
+ * after the one that created the lock table. A new database needs only
+ * `createRLockMigration()`, which creates both tables.
+ * @publicApi
+ */
+export function createRLockWaitersMigration(
+  tableName: string = DEFAULT_TABLE_NAME,
+  timestamp = 1764547200000,
+): new () => MigrationInterface {
+  const { schema, table } = splitTableName(tableName);
+  const className = `CreateRLockWaiters${table.replace(/[^A-Za-z0-9]/g, '')}${timestamp}`;
+  const qualified = schema ? `${schema}.${table}` : table;
+  const migration = class implements MigrationInterface {
+    name = className;
+
+    async up(queryRunner: QueryRunner): Promise<void> {
+      await createWaitersTable(queryRunner, tableName);
+      if (await queryRunner.hasColumn(qualified, 'wanted_at')) {
+        await queryRunner.dropColumn(qualified, 'wanted_at');
+      }
+    }
+
+    async down(queryRunner: QueryRunner): Promise<void> {
+      await dropWaitersTable(queryRunner, tableName);
+    }
+  };
+  Object.defineProperty(migration, 'name', { value: className });
+  return migration;
+}

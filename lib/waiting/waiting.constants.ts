@@ -1,0 +1,22 @@
+/**
+ * How long a place in line lasts unless its process renews it: a process that died while
+ * waiting holds its line up for at most about this long.
+ */
+export const PLACE_TTL_MS = 2_000;
+
+/**
+ * How often a waiting process renews all its places and reads their locks (two statements,
+ * whatever their number): a ring lost, a holder that died.
+ */
+export const PLACE_RENEW_MS = 1_000;
+
+/**
+ * The lease a hand-off gives the next holder (or its own ttl, if shorter) until that holder
+ * renews it: a place whose process died just before its turn holds the line up for at most
+ * about this long, never a whole lease.
+ */
+export const HANDOFF_LEASE_MS = 1_500;
+
+/** Reconnection backoff of a doorbell connection. */
+export const DOORBELL_RECONNECT_MIN_MS = 100;
+export const DOORBELL_RECONNECT_MAX_MS = 5_000;
