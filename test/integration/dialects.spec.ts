@@ -1,7 +1,12 @@
 import { DataSource } from 'typeorm';
-import { createRLockEntity } from '../../lib';
+import { createRLockEntities } from '../../lib';
 import { createDialect } from '../../lib/dialects/create-dialect';
-import type { AcquireCommand, LockDialect } from '../../lib/dialects/dialect.interface';
+import type {
+  AcquireCommand,
+  LockDialect,
+  Place,
+  ReleaseCommand,
+} from '../../lib/dialects/dialect.interface';
 import { MysqlDialect } from '../../lib/dialects/mysql.dialect';
 import { lockKey } from '../../lib/internal/lock-key';
 import { testDatabases, uniqueTableName, type TestDatabase } from '../support/databases';
@@ -40,14 +45,33 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     holder: `holder-${token}`,
     ttlMs,
     leaseExpiredMessage: 'gone',
-    readFirst: false,
-    waitingSinceUs: null,
+    place: null,
+  });
+  const release = (
+    name: string,
+    token: string,
+    outcome: ReleaseCommand['outcome'] = 'released',
+    error: string | null = null,
+  ) => dialect.release({ key: lockKey(name), token, outcome, error, handoffLeaseMs: 1_500 });
+  const enqueue = (name: string, token: string, owner = 'owner-a', placeTtlMs = 60_000) =>
+    dialect.enqueue({
+      key: lockKey(name),
+      token,
+      holder: `holder-${token}`,
+      ttlMs: 10_000,
+      owner,
+      doorbell: null,
+      placeTtlMs,
+    });
+  const inLine = (name: string, token: string, place: Place): AcquireCommand => ({
+    ...command(name, token),
+    place,
   });
 
   beforeAll(async () => {
     source = new DataSource({
       ...db.options(),
-      entities: [createRLockEntity(table)],
+      entities: createRLockEntities(table),
       synchronize: true,
     } as never);
     await source.initialize();
@@ -56,6 +80,7 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
   });
   afterAll(async () => {
     await dialect?.close();
+    await source?.query(`DROP TABLE ${table}_waiters`);
     await source?.query(`DROP TABLE ${table}`);
     await source?.destroy();
   });
@@ -68,29 +93,25 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     expect(results.filter((r) => r.acquired)).toHaveLength(1);
   });
 
-  it('refuses a held lock, reporting the lease end, also when reading first', async () => {
+  it('refuses a held lock, reporting the lease end', async () => {
     const name = `held-${++n}`;
     const first = await dialect.acquire(command(name, 'a'));
     expect(first.acquired).toBe(true);
-    for (const readFirst of [false, true]) {
-      const second = await dialect.acquire({ ...command(name, 'b'), readFirst });
-      expect(second.acquired).toBe(false);
-      if (!second.acquired && second.expiresAtUs !== null) {
-        expect(second.expiresAtUs).toBeGreaterThan(second.nowUs!);
-      }
-    }
+    const second = await dialect.acquire(command(name, 'b'));
+    expect(second.acquired).toBe(false);
+    if (!second.acquired) expect(second.expiresAtUs).toBeGreaterThan(second.nowUs!);
   });
 
   it('releases with an outcome only for the owner token', async () => {
     const name = `release-${++n}`;
     const key = lockKey(name);
     await dialect.acquire(command(name, 'a'));
-    expect(await dialect.release({ key, token: 'b', outcome: 'released', error: null })).toBe(
-      false,
-    );
-    expect(
-      await dialect.release({ key, token: 'a', outcome: 'error', error: '{"message":"x"}' }),
-    ).toBe(true);
+    expect(key).toBe(lockKey(name));
+    expect(await release(name, 'b')).toEqual({ released: false, handedTo: null });
+    expect(await release(name, 'a', 'error', '{"message":"x"}')).toEqual({
+      released: true,
+      handedTo: null,
+    });
     const next = await dialect.acquire(command(name, 'c'));
     expect(next).toMatchObject({
       acquired: true,
@@ -114,9 +135,7 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
       message: 'gone',
       fields: { holder: 'holder-a', fence: first.fence },
     });
-    expect(
-      await dialect.release({ key: lockKey(name), token: 'a', outcome: 'released', error: null }),
-    ).toBe(false);
+    expect((await release(name, 'a')).released).toBe(false);
   });
 
   it('extends only a live lease of the owner', async () => {
@@ -150,12 +169,103 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     const free = `purge-free-${++n}`;
     const held = `purge-held-${n}`;
     await dialect.acquire(command(free, 'a'));
-    await dialect.release({ key: lockKey(free), token: 'a', outcome: 'released', error: null });
+    await release(free, 'a');
     await dialect.acquire(command(held, 'a'));
     expect(await dialect.purge(60_000)).toBe(0);
     await sleep(10);
     expect(await dialect.purge(0)).toBeGreaterThanOrEqual(1);
     expect(await dialect.inspect(lockKey(free))).toBeNull();
     expect(await dialect.inspect(lockKey(held))).not.toBeNull();
+  });
+
+  describe('the line of waiting processes', () => {
+    it('hands the lock to the first live place in the release itself', async () => {
+      const name = `handoff-${++n}`;
+      const first = await dialect.acquire(command(name, 'a'));
+      if (!first.acquired) throw new Error('expected a grant');
+      await enqueue(name, 'p1', 'owner-1');
+      await enqueue(name, 'p2', 'owner-2');
+      expect(await release(name, 'a', 'error', '{"message":"left"}')).toEqual({
+        released: true,
+        handedTo: 'owner-1',
+      });
+      const row = (await dialect.readLocks([lockKey(name)])).get(lockKey(name))!;
+      expect(row).toMatchObject({
+        token: 'p1',
+        holder: 'holder-p1',
+        fence: first.fence + 1,
+        lastOutcome: 'error',
+        lastError: '{"message":"left"}',
+      });
+      // The short hand-off lease, until the new holder renews.
+      expect(row.expiresAtUs! - row.nowUs).toBeLessThanOrEqual(1_500_000);
+      expect(row.expiresAtUs! - row.nowUs).toBeGreaterThan(500_000);
+      // Its place is gone: giving it up now says so.
+      expect(await dialect.leaveLine('p1')).toBe(false);
+      // The next release goes to the second place.
+      expect((await release(name, 'p1')).handedTo).toBe('owner-2');
+      expect(await dialect.leaveLine('p2')).toBe(false);
+      expect((await release(name, 'p2')).handedTo).toBeNull();
+    });
+
+    it('keeps a free lock from newcomers while a live place waits, and gives it to the first place only', async () => {
+      const name = `order-${++n}`;
+      await dialect.acquire(command(name, 'a'));
+      const p1 = await enqueue(name, 'p1');
+      const p2 = await enqueue(name, 'p2');
+      expect(p2.queuedAtUs).toBeGreaterThanOrEqual(p1.queuedAtUs);
+      // Released while the places were being read: free, with places waiting.
+      await dialect.leaveLine('p1');
+      await dialect.leaveLine('p2');
+      await release(name, 'a');
+      const q1 = await enqueue(name, 'q1');
+      const q2 = await enqueue(name, 'q2');
+      expect(await dialect.acquire(command(name, 'newcomer'))).toMatchObject({ acquired: false });
+      expect(await dialect.acquire(inLine(name, 'q2', q2))).toMatchObject({ acquired: false });
+      expect(await dialect.acquire(inLine(name, 'q1', q1))).toMatchObject({ acquired: true });
+      // Granted from its place: the place is gone.
+      expect(await dialect.leaveLine('q1')).toBe(false);
+      expect((await release(name, 'q1')).handedTo).toBe('owner-a');
+    });
+
+    it('skips places whose lease ran out, and frees the lock when none is live', async () => {
+      const name = `dead-${++n}`;
+      await dialect.acquire(command(name, 'a'));
+      await enqueue(name, 'dead', 'owner-dead', 100);
+      await sleep(150);
+      expect(await dialect.acquire(command(name, 'b'))).toMatchObject({ acquired: false });
+      expect(await release(name, 'a')).toEqual({ released: true, handedTo: null });
+      // A newcomer gets the free lock at once: the dead place does not count.
+      expect(await dialect.acquire(command(name, 'b'))).toMatchObject({ acquired: true });
+    });
+
+    it("passes a lock on without changing the stored outcome ('pass')", async () => {
+      const name = `pass-${++n}`;
+      await dialect.acquire(command(name, 'a'));
+      await enqueue(name, 'p1', 'owner-1');
+      await enqueue(name, 'p2', 'owner-2');
+      await release(name, 'a', 'error', '{"message":"kept"}');
+      expect(await release(name, 'p1', 'pass')).toEqual({ released: true, handedTo: 'owner-2' });
+      const row = (await dialect.readLocks([lockKey(name)])).get(lockKey(name))!;
+      expect(row).toMatchObject({
+        token: 'p2',
+        lastOutcome: 'error',
+        lastError: '{"message":"kept"}',
+      });
+    });
+
+    it('renews the places of one process, and names the survivors when some are gone', async () => {
+      const a = `renew-a-${++n}`;
+      const b = `renew-b-${n}`;
+      await dialect.acquire(command(a, 'ha'));
+      await dialect.acquire(command(b, 'hb'));
+      await enqueue(a, 'ra', 'owner-r', 100);
+      await enqueue(b, 'rb', 'owner-r', 100);
+      expect(await dialect.renewPlaces('owner-r', 60_000, null, 2)).toBe(2);
+      await release(a, 'ha');
+      expect(await dialect.renewPlaces('owner-r', 60_000, null, 2)).toEqual(['rb']);
+      expect(await dialect.leaveLine('rb')).toBe(true);
+      expect(await dialect.renewPlaces('owner-r', 60_000, null, 0)).toBe(0);
+    });
   });
 });
