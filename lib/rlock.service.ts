@@ -78,6 +78,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger(RLockService.name);
   private readonly codec: ErrorCodec;
   private readonly held = new Set<RemoteLock>();
+  /** The held locks by key (a process may hold one key twice only through re-entry). */
+  private readonly heldByKey = new Map<string, Set<RemoteLock>>();
   private readonly emitter: LockEventEmitter;
   private readonly room: WaitingRoom<RemoteLock>;
   /** This process, as its places in the lock lines name it. */
@@ -106,6 +108,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         },
         timedOut: (request) =>
           this.emitter.timedOut(request.name, request.timeoutMs, request.startedAt),
+        heldHere: (key) => this.heldHere(key),
       },
       {
         owner: this.owner,
@@ -278,8 +281,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private async acquire(name: string, timeoutMs: number, call: CallOptions): Promise<RemoteLock> {
     this.assertOpen(call.signal);
     const key = lockKey(name);
-    // Callers of this process already wait for it: join them (no attempt ahead of them).
-    if (timeoutMs === 0 || !this.room.hasLine(key)) {
+    // Callers of this process already wait for it, or hold it: join them, no attempt.
+    if (timeoutMs === 0 || !(this.room.hasLine(key) || this.heldHere(key))) {
       const result = await this.attemptRaw(name, key, call, ownerToken(), null);
       if (result instanceof RemoteLock) return result;
       if (timeoutMs === 0) {
@@ -369,12 +372,28 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         release: (outcome, error) => this.release(key, token, outcome, error),
         events: this.emitter,
         grantedAt: performance.now(),
-        settled: (settledLock) => this.held.delete(settledLock),
+        settled: (settledLock) => {
+          this.held.delete(settledLock);
+          const locks = this.heldByKey.get(key);
+          locks?.delete(settledLock);
+          if (locks?.size === 0) this.heldByKey.delete(key);
+        },
       },
     });
     this.held.add(lock);
+    let locks = this.heldByKey.get(key);
+    if (!locks) this.heldByKey.set(key, (locks = new Set()));
+    locks.add(lock);
     this.emitter.acquired(lock, grant.lastOutcome, call.startedAt);
     return lock;
+  }
+
+  /** Whether this process holds the lock of `key` (and is not releasing it). */
+  private heldHere(key: string): boolean {
+    const locks = this.heldByKey.get(key);
+    if (!locks) return false;
+    for (const lock of locks) if (lock.isHeld) return true;
+    return false;
   }
 
   /** Releases (handing the lock to the next place in line); the driver's error as a rejection. */
@@ -384,6 +403,9 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     outcome: ReleaseOutcome,
     error: unknown,
   ): Promise<boolean> {
+    // A place of this process being given up: let it go first, rather than hand it the lock.
+    const leaving = this.room.settled(key);
+    if (leaving) await leaving;
     const result = await this.dialect.release({
       key,
       token,

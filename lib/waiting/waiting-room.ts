@@ -42,6 +42,8 @@ export interface LockGranting<L> {
   passOn(key: string, token: string, lock?: L): Promise<void>;
   /** A call gave up at its deadline. */
   timedOut(request: WaitRequest): void;
+  /** Whether this process holds the lock (its own release will see a place taken now). */
+  heldHere(key: string): boolean;
 }
 
 interface Waiter {
@@ -64,6 +66,8 @@ interface Line {
   retryTimer: NodeJS.Timeout | undefined;
   wake: () => void;
   running: boolean;
+  /** Settles once the line has given its place up (see `settled`). */
+  leaving: Promise<void> | undefined;
 }
 
 /**
@@ -85,6 +89,8 @@ export class WaitingRoom<L> {
   private closing = false;
   private checking: Promise<void> | undefined;
   private checkAgain = false;
+  /** Tokens of grants being passed on. */
+  private readonly passing = new Set<string>();
 
   constructor(
     private readonly dialect: LockDialect,
@@ -120,6 +126,7 @@ export class WaitingRoom<L> {
           retryTimer: undefined,
           wake: () => undefined,
           running: false,
+          leaving: undefined,
         };
         this.lines.set(request.key, line);
       }
@@ -147,12 +154,24 @@ export class WaitingRoom<L> {
         theLine.waiters.splice(index, 1);
         waiter.settle();
         reject(error);
+        if (theLine.waiters.length === 0 && theLine.place && !theLine.leaving) {
+          // Given up at once (not at the loop's next turn), so a release here can wait for it.
+          theLine.leaving = this.leaveLine(theLine);
+        }
         theLine.wake();
       };
       request.signal?.addEventListener('abort', onAbort, { once: true });
       line.waiters.push(waiter);
       if (!line.running) void this.run(line);
     });
+  }
+
+  /**
+   * Resolves once this process no longer has a place for `key` that nobody here waits on
+   * (a place being given up): a release of this process then does not hand the lock to it.
+   */
+  settled(key: string): Promise<void> | undefined {
+    return this.lines.get(key)?.leaving;
   }
 
   /** A release of this process handed a lock to this process (its own place). */
@@ -192,7 +211,9 @@ export class WaitingRoom<L> {
     try {
       for (;;) {
         if (line.waiters.length === 0) {
-          await this.leaveLine(line);
+          line.leaving ??= this.leaveLine(line);
+          await line.leaving;
+          line.leaving = undefined;
           if (line.waiters.length === 0) break;
           continue;
         }
@@ -228,7 +249,9 @@ export class WaitingRoom<L> {
         placeTtlMs: PLACE_TTL_MS,
       });
       this.startTimers();
-      await this.attempt(line);
+      // Released before the place was visible: the lock may be free with nobody called.
+      // (Held here and not being released: this process's own release will see the place.)
+      if (!this.granting.heldHere(line.key)) await this.attempt(line);
       return;
     }
     const seen = line.seen;
@@ -291,7 +314,7 @@ export class WaitingRoom<L> {
     clearTimeout(line.retryTimer);
     const head = line.waiters[0];
     if (!head) {
-      void this.granting.passOn(line.key, token).catch(() => undefined);
+      this.passOn(line.key, token);
       return;
     }
     const grant: Granted = {
@@ -310,7 +333,7 @@ export class WaitingRoom<L> {
   private give(line: Line, lock: L, token: string): void {
     const head = line.waiters.shift();
     if (!head) {
-      void this.granting.passOn(line.key, token, lock).catch(() => undefined);
+      this.passOn(line.key, token, lock);
       return;
     }
     head.settle();
@@ -326,10 +349,20 @@ export class WaitingRoom<L> {
     try {
       if (await this.dialect.leaveLine(place.token)) return;
       const row = (await this.dialect.readLocks([line.key])).get(line.key);
-      if (row?.token === place.token) await this.granting.passOn(line.key, place.token);
+      if (row?.token === place.token) await this.passOn(line.key, place.token);
     } catch {
       // The place runs out on its own (PLACE_TTL_MS), and a lock handed to it then expires.
     }
+  }
+
+  /** Passes a lock granted to a place nobody waits on any more along, once per grant. */
+  private passOn(key: string, token: string, lock?: L): Promise<void> {
+    if (this.passing.has(token)) return Promise.resolve();
+    this.passing.add(token);
+    return this.granting
+      .passOn(key, token, lock)
+      .catch(() => undefined)
+      .finally(() => this.passing.delete(token));
   }
 
   /** A database error while waiting: the line's callers get it (never a timeout in disguise). */
