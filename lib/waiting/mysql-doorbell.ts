@@ -12,8 +12,12 @@ export interface MysqlDoorbellConnection {
   destroy(): void;
 }
 
-/** How long one `SLEEP()` lasts; a ring interrupts it sooner. */
-const SLEEP_SECONDS = 30;
+/**
+ * How long one `SLEEP()` lasts; a ring interrupts it sooner. The server does not notice
+ * that a client died while its statement sleeps: a killed process's session ends with its
+ * current sleep, so a sleep is short.
+ */
+const SLEEP_SECONDS = 1;
 /** `KILL QUERY` interrupted the statement. */
 const ER_QUERY_INTERRUPTED = 1317;
 
