@@ -132,13 +132,20 @@ export class WaitingRoom<L> {
       }
       const theLine = line;
       const onAbort = () => leave(request.signal!.reason);
-      const timer = setTimeout(
-        () => {
-          this.granting.timedOut(request);
-          leave(new AcquireTimeoutError(request.name, request.timeoutMs));
-        },
-        Math.max(0, request.deadline - performance.now()),
-      );
+      // Timers may fire a little early by the monotonic clock: never give up before the deadline.
+      const arm = (): NodeJS.Timeout =>
+        setTimeout(
+          () => {
+            if (performance.now() < request.deadline) {
+              timer = arm();
+              return;
+            }
+            this.granting.timedOut(request);
+            leave(new AcquireTimeoutError(request.name, request.timeoutMs));
+          },
+          Math.max(0, Math.ceil(request.deadline - performance.now())),
+        );
+      let timer = arm();
       const waiter: Waiter = {
         request,
         resolve: resolve as (lock: unknown) => void,
