@@ -24,11 +24,7 @@ export type {
 export type { LockOptions, WithLockOptions } from './interfaces/lock-options.interface';
 export type { LockState, LockOutcome } from './interfaces/lock-state.interface';
 export type * from './events/rlock-event.interface';
-export {
-  createRLockEntity,
-  createRLockEntities,
-  type RLockRow,
-} from './entities/rlock.entity';
+export { createRLockEntity, createRLockEntities, type RLockRow } from './entities/rlock.entity';
 export { createRLockWaiterEntity, type RLockWaiterRow } from './entities/rlock-waiter.entity';
 export { createRLockMigration } from './migrations/create-rlock-table.migration';
 export { createRLockWaitersMigration } from './migrations/create-rlock-waiters.migration';

@@ -302,11 +302,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     });
   }
 
-  private async attempt(
-    name: string,
-    key: string,
-    call: CallOptions,
-  ): Promise<RemoteLock | null> {
+  private async attempt(name: string, key: string, call: CallOptions): Promise<RemoteLock | null> {
     const result = await this.attemptRaw(name, key, call, ownerToken(), null);
     return result instanceof RemoteLock ? result : null;
   }
@@ -361,8 +357,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       lastError: this.lastError(grant.lastOutcome, grant.lastError),
       expiresAtUs: grant.expiresAtUs,
       sentAt,
-      grantedMs:
-        grant.nowUs === undefined ? undefined : (grant.expiresAtUs - grant.nowUs) / 1000,
+      grantedMs: grant.nowUs === undefined ? undefined : (grant.expiresAtUs - grant.nowUs) / 1000,
       lease: {
         key,
         token,

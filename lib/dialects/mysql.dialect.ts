@@ -229,9 +229,7 @@ export class MysqlDialect implements LockDialect {
         [key],
       );
       // The outcome columns first: MySQL assigns left to right.
-      const outcomeColumns = keep
-        ? ''
-        : 'last_outcome = ?, last_error = ?, ';
+      const outcomeColumns = keep ? '' : 'last_outcome = ?, last_error = ?, ';
       const outcomeValues = keep ? [] : [outcome, error];
       if (next === undefined) {
         await run(
@@ -301,16 +299,17 @@ export class MysqlDialect implements LockDialect {
   async enqueue(command: EnqueueCommand): Promise<Place> {
     const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
     // The line's dead places are cleared on the way.
-    await this.query(`DELETE FROM ${this.waiters} WHERE lock_id = ? AND expires_at <= ${NOW}`, [key]);
+    await this.query(`DELETE FROM ${this.waiters} WHERE lock_id = ? AND expires_at <= ${NOW}`, [
+      key,
+    ]);
     await this.query(
       `INSERT INTO ${this.waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
        VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW} + ? * 1000)`,
       [token, key, holder, ttlMs, owner, doorbell, placeTtlMs],
     );
-    const [row] = await this.query<Row[]>(
-      `SELECT queued_at FROM ${this.waiters} WHERE token = ?`,
-      [token],
-    );
+    const [row] = await this.query<Row[]>(`SELECT queued_at FROM ${this.waiters} WHERE token = ?`, [
+      token,
+    ]);
     return { token, queuedAtUs: toNumber(row.queued_at) };
   }
 

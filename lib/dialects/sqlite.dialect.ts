@@ -81,7 +81,16 @@ export class SqliteDialect implements LockDialect {
     this.releaseNow = (c) => release.immediate(c);
     const enqueue = this.db.transaction((c: EnqueueCommand) => {
       this.sql.clearDead.run(c.key);
-      return this.sql.enqueue.get(c.token, c.key, c.holder, c.ttlMs, c.owner, c.doorbell, c.key, c.placeTtlMs);
+      return this.sql.enqueue.get(
+        c.token,
+        c.key,
+        c.holder,
+        c.ttlMs,
+        c.owner,
+        c.doorbell,
+        c.key,
+        c.placeTtlMs,
+      );
     });
     this.enqueueNow = (c) => enqueue.immediate(c);
     return true;
@@ -184,9 +193,7 @@ export class SqliteDialect implements LockDialect {
     doorbell: string | null,
     expected: number,
   ): Promise<string[] | number> {
-    const rows = await this.retryBusy(() =>
-      this.sql.renewPlaces.all(placeTtlMs, doorbell, owner),
-    );
+    const rows = await this.retryBusy(() => this.sql.renewPlaces.all(placeTtlMs, doorbell, owner));
     return rows.length < expected ? rows.map((row) => String(row.token)) : rows.length;
   }
 
@@ -225,7 +232,9 @@ export class SqliteDialect implements LockDialect {
   async probe(): Promise<boolean> {
     const table = this.tableName.split('.').pop()!;
     const found = this.db
-      .prepare(`SELECT count(*) AS found FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)`)
+      .prepare(
+        `SELECT count(*) AS found FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)`,
+      )
       .get(table, waiterTableName(table));
     return Number(found?.found) === 2;
   }

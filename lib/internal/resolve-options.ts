@@ -69,7 +69,13 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
   const backoffMaxMs = o.backoff?.maxMs ?? Math.max(RLOCK_DEFAULTS.backoffMaxMs, backoffMinMs);
   assertDuration(backoffMaxMs, 'backoff.maxMs', backoffMinMs, 60_000);
   const waitConnections = o.waitConnections ?? RLOCK_DEFAULTS.waitConnections;
-  assertDuration(waitConnections, 'waitConnections', 0, RLOCK_LIMITS.maxWaitConnections, 'connections');
+  assertDuration(
+    waitConnections,
+    'waitConnections',
+    0,
+    RLOCK_LIMITS.maxWaitConnections,
+    'connections',
+  );
   const errors = o.errors ?? [];
   if (
     !Array.isArray(errors) ||

@@ -377,7 +377,10 @@ export class WaitingRoom<L> {
     const error =
       cause instanceof RemoteLockError
         ? cause
-        : new LockDatabaseError(MESSAGES.databaseError('wait', line.waiters[0]?.request.name), cause);
+        : new LockDatabaseError(
+            MESSAGES.databaseError('wait', line.waiters[0]?.request.name),
+            cause,
+          );
     for (const waiter of line.waiters.splice(0)) {
       waiter.settle();
       waiter.reject(error);
