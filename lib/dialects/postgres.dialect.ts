@@ -42,6 +42,8 @@ export class PostgresDialect implements LockDialect {
   private readonly master: PgPool;
   /** Prefix of the notification channels of this lock table (a process's owner completes it). */
   private readonly channelPrefix: string;
+  /** Whether a release notifies the process it hands the lock to. */
+  private readonly notifies: boolean;
 
   constructor(dataSource: DataSource, tableName: string) {
     const schema = (dataSource.options as { schema?: string }).schema;
@@ -52,7 +54,14 @@ export class PostgresDialect implements LockDialect {
         .map((part) => `"${part}"`)
         .join('.');
     this.channelPrefix = `rlock_${createHash('sha256').update(qualified).digest('hex').slice(0, 12)}_`;
-    this.sql = statements(quote(qualified), quote(waiterTableName(qualified)), qualified);
+    // CockroachDB has no LISTEN/NOTIFY: its waiters poll.
+    this.notifies = dataSource.options.type !== 'cockroachdb';
+    this.sql = statements(
+      quote(qualified),
+      quote(waiterTableName(qualified)),
+      qualified,
+      this.notifies,
+    );
     this.master = (dataSource.driver as unknown as { master: PgPool }).master;
     this.pool = retryingConflicts(unnamedBehindPooler(this.master));
   }
@@ -63,7 +72,7 @@ export class PostgresDialect implements LockDialect {
 
   createDoorbell(): Doorbell | undefined {
     const { Client, options } = this.master;
-    if (!Client) return undefined;
+    if (!Client || !this.notifies) return undefined;
     return new PostgresDoorbell(
       () => new Client(options),
       async (channel, payload) => {
@@ -279,7 +288,7 @@ function acquireStatement(table: string, waiters: string): string {
        WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM g)`;
 }
 
-function statements(table: string, waiters: string, id: string) {
+function statements(table: string, waiters: string, id: string, notifies: boolean) {
   const named = (suffix: string, text: string) => ({ name: `rlock:${id}:${suffix}`, text });
   return {
     probe: named('probe', `SELECT 1 FROM ${table}, ${waiters} WHERE false`),
@@ -331,9 +340,13 @@ function statements(table: string, waiters: string, id: string) {
          WHERE t.id = $1 AND t.token = $2
          RETURNING w.token AS next_token, w.owner AS next_owner
        ),
-       d AS (DELETE FROM ${waiters} AS q USING r WHERE q.token = r.next_token),
-       n AS (SELECT pg_notify($6::text || r.next_owner, r.next_token) FROM r WHERE r.next_token IS NOT NULL)
-       SELECT r.next_owner, (SELECT count(*) FROM n) AS rung FROM r`,
+       d AS (DELETE FROM ${waiters} AS q USING r WHERE q.token = r.next_token)
+       ${
+         notifies
+           ? `, n AS (SELECT pg_notify($6::text || r.next_owner, r.next_token) FROM r WHERE r.next_token IS NOT NULL)
+       SELECT r.next_owner, (SELECT count(*) FROM n) AS rung FROM r`
+           : `SELECT r.next_owner, $6::text AS channel FROM r`
+       }`,
     ),
     forceRelease: named(
       'force-release',
