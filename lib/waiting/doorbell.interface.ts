@@ -11,9 +11,10 @@ export interface Doorbell {
   /**
    * Connects in the background (reconnecting when the connection drops). `ring(token)` is
    * called when a release handed this process a lock (with the place's token when the
-   * database says which), and after each (re)connection, when rings may have been missed.
+   * database says which); `connected()` after each (re)connection: rings may have been
+   * missed, and the places should name the new address.
    */
-  open(owner: string, ring: (token?: string) => void): void;
+  open(owner: string, ring: (token?: string) => void, connected: () => void): void;
   /** Closes the connection. */
   close(): Promise<void>;
 }

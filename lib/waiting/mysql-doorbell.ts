@@ -37,6 +37,7 @@ export class MysqlDoorbell implements Doorbell {
   private closed = false;
   private connected = false;
   private ring: (token?: string) => void = () => undefined;
+  private onConnected: () => void = () => undefined;
 
   constructor(private readonly createConnection: () => MysqlDoorbellConnection) {}
 
@@ -44,10 +45,11 @@ export class MysqlDoorbell implements Doorbell {
     return this.connected;
   }
 
-  open(_owner: string, ring: (token?: string) => void): void {
+  open(_owner: string, ring: (token?: string) => void, connected: () => void): void {
     if (this.opened || this.closed) return;
     this.opened = true;
     this.ring = ring;
+    this.onConnected = connected;
     void this.connect();
   }
 
@@ -88,7 +90,7 @@ export class MysqlDoorbell implements Doorbell {
       this.connected = true;
       this.retryMs = DOORBELL_RECONNECT_MIN_MS;
       // Releases while it was not connected were not heard.
-      this.ring();
+      this.onConnected();
       while (this.connection === connection) {
         try {
           await run('SELECT SLEEP(?)', [SLEEP_SECONDS]);

@@ -37,6 +37,7 @@ export class PostgresDoorbell implements Doorbell {
   private verified = false;
   private channel = '';
   private ring: (token?: string) => void = () => undefined;
+  private onConnected: () => void = () => undefined;
   private probeHeard: (() => void) | undefined;
 
   constructor(
@@ -51,11 +52,12 @@ export class PostgresDoorbell implements Doorbell {
     return this.connected;
   }
 
-  open(owner: string, ring: (token?: string) => void): void {
+  open(owner: string, ring: (token?: string) => void, connected: () => void): void {
     if (this.opened || this.closed) return;
     this.opened = true;
     this.channel = `${this.channelPrefix}${owner}`;
     this.ring = ring;
+    this.onConnected = connected;
     void this.connect();
   }
 
@@ -101,7 +103,7 @@ export class PostgresDoorbell implements Doorbell {
     this.connected = true;
     this.retryMs = DOORBELL_RECONNECT_MIN_MS;
     // Releases while it was not listening were not heard.
-    this.ring();
+    this.onConnected();
   }
 
   /** Whether a notification sent through another connection reaches this one. */

@@ -84,6 +84,7 @@ interface Line {
 export class WaitingRoom<L> {
   private readonly lines = new Map<string, Line>();
   private renewTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private polls = 0;
   private closing = false;
@@ -244,7 +245,11 @@ export class WaitingRoom<L> {
   private async step(line: Line): Promise<void> {
     const head = line.waiters[0];
     if (line.place === null) {
-      this.doorbell?.open(this.options.owner, (token) => this.rung(token));
+      this.doorbell?.open(
+        this.options.owner,
+        (token) => this.rung(token),
+        () => this.doorbellConnected(),
+      );
       const token = ownerToken();
       line.place = await this.dialect.enqueue({
         key: line.key,
@@ -397,6 +402,13 @@ export class WaitingRoom<L> {
     this.check();
   }
 
+  /** The doorbell (re)connected: the places name its address now, and rings may have been missed. */
+  private doorbellConnected(): void {
+    if (this.renewing || ![...this.lines.values()].some((line) => line.place)) return;
+    clearTimeout(this.renewTimer);
+    void this.renew();
+  }
+
   /** Reads the locks of the lines that have a place (all, or those of `keys`), one statement. */
   private check(keys?: string[]): void {
     if (this.checking) {
@@ -456,6 +468,7 @@ export class WaitingRoom<L> {
       this.renewTimer = undefined;
       return;
     }
+    this.renewing = true;
     try {
       const renewed = await this.dialect.renewPlaces(
         this.options.owner,
@@ -476,6 +489,8 @@ export class WaitingRoom<L> {
       }
     } catch (error) {
       for (const line of placed) this.fail(line, error);
+    } finally {
+      this.renewing = false;
     }
     this.check();
     if (this.closing) return;
