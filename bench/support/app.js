@@ -7,20 +7,40 @@ const { TypeOrmModule } = require('@nestjs/typeorm');
 const { DataSource } = require('typeorm');
 const rlock = require(process.env.RLOCK_BENCH_DIST ?? '../../dist');
 
-/** TypeORM options for a database kind and URL. */
-function typeormOptions(kind, url) {
+/** TypeORM options for a database kind and URL; `poolSize` caps the pool (default 10). */
+function typeormOptions(kind, url, poolSize = 10) {
   if (kind === 'sqlite') return { type: 'better-sqlite3', database: url };
-  if (kind === 'postgres') return { type: 'postgres', url, poolSize: 10 };
-  return { type: 'mariadb', url, connectionLimit: 10 };
+  if (kind === 'postgres') return { type: 'postgres', url, poolSize };
+  return { type: 'mariadb', url, connectionLimit: poolSize };
 }
 
-/** Creates the app; resolves { app, service, dataSource }. */
-async function startApp({ kind, url, table, synchronize = false, providers = [] }) {
+/**
+ * Creates the app; resolves { app, service, dataSource }. The lock table and its waiters
+ * table are the module's entities (`createRLockEntities()`, registered by `RLockModule`):
+ * `synchronize: true` creates both.
+ */
+async function startApp({
+  kind,
+  url,
+  table,
+  synchronize = false,
+  providers = [],
+  poolSize,
+  waitConnections,
+}) {
   class BenchAppModule {}
   Module({
     imports: [
-      TypeOrmModule.forRoot({ ...typeormOptions(kind, url), synchronize, autoLoadEntities: true }),
-      rlock.RLockModule.forRoot({ tableName: table, acquireTimeoutMs: 600_000 }),
+      TypeOrmModule.forRoot({
+        ...typeormOptions(kind, url, poolSize),
+        synchronize,
+        autoLoadEntities: true,
+      }),
+      rlock.RLockModule.forRoot({
+        tableName: table,
+        acquireTimeoutMs: 600_000,
+        ...(waitConnections === undefined ? {} : { waitConnections }),
+      }),
     ],
     providers,
   })(BenchAppModule);
@@ -28,4 +48,11 @@ async function startApp({ kind, url, table, synchronize = false, providers = [] 
   return { app, service: app.get(rlock.RLockService), dataSource: app.get(DataSource) };
 }
 
-module.exports = { startApp, typeormOptions, rlock };
+/** How many connections the TypeORM pool of `dataSource` has open now (null: SQLite). */
+function poolConnections(kind, dataSource) {
+  if (kind === 'postgres') return dataSource.driver.master.totalCount;
+  if (kind === 'mariadb') return dataSource.driver.pool._allConnections.length;
+  return null;
+}
+
+module.exports = { startApp, typeormOptions, poolConnections, rlock };

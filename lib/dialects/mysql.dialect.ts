@@ -298,19 +298,20 @@ export class MysqlDialect implements LockDialect {
 
   async enqueue(command: EnqueueCommand): Promise<Place> {
     const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
-    // The line's dead places are cleared on the way.
-    await this.query(`DELETE FROM ${this.waiters} WHERE lock_id = ? AND expires_at <= ${NOW}`, [
+    // The line's dead places are cleared on the way. The place's time is read first: once
+    // inserted, a release may hand it the lock and delete it at any moment.
+    const [clock] = await this.query<Row[]>(`SELECT ${NOW} AS now`, []);
+    const queuedAtUs = toNumber(clock.now);
+    await this.query(`DELETE FROM ${this.waiters} WHERE lock_id = ? AND expires_at <= ?`, [
       key,
+      queuedAtUs,
     ]);
     await this.query(
       `INSERT INTO ${this.waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ${NOW}, ${NOW} + ? * 1000)`,
-      [token, key, holder, ttlMs, owner, doorbell, placeTtlMs],
+       VALUES (?, ?, ?, ?, ?, ?, ?, ? + ? * 1000)`,
+      [token, key, holder, ttlMs, owner, doorbell, queuedAtUs, queuedAtUs, placeTtlMs],
     );
-    const [row] = await this.query<Row[]>(`SELECT queued_at FROM ${this.waiters} WHERE token = ?`, [
-      token,
-    ]);
-    return { token, queuedAtUs: toNumber(row.queued_at) };
+    return { token, queuedAtUs };
   }
 
   async leaveLine(token: string): Promise<boolean> {
