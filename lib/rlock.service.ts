@@ -409,6 +409,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       handoffLeaseMs: HANDOFF_LEASE_MS,
     });
     if (result.handedTo === this.owner) this.room.handedHere(key);
+    else if (result.ring) this.room.ring(result.ring.doorbell, result.ring.token);
     return result.released;
   }
 

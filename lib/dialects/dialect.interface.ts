@@ -100,6 +100,11 @@ export interface ReleaseResult {
   released: boolean;
   /** The process the lock was handed to, if any. */
   handedTo: string | null;
+  /**
+   * When the database cannot ring the next holder itself (SQLite), its place's token and
+   * doorbell address, for the releasing process to ring once the release has committed.
+   */
+  ring?: { token: string; doorbell: string };
 }
 
 /**

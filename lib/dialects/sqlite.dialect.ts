@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import type { DataSource } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
+import type { Doorbell } from '../waiting/doorbell.interface';
+import { SocketDoorbell } from '../waiting/socket-doorbell';
 import type {
   AcquireCommand,
   AcquireResult,
@@ -137,6 +139,10 @@ export class SqliteDialect implements LockDialect {
     return { acquired: false, expiresAtUs, nowUs: Number(current.now) };
   }
 
+  createDoorbell(): Doorbell {
+    return new SocketDoorbell();
+  }
+
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
     const row = await this.retryBusy(() => this.sql.extend.get(ttlMs, key, token));
     return row === undefined ? null : Number(row.expires_at);
@@ -174,7 +180,12 @@ export class SqliteDialect implements LockDialect {
       c.key,
     );
     this.sql.leaveLine.run(next.token);
-    return { released: true, handedTo: String(next.owner) };
+    const doorbell = next.doorbell as string | null;
+    return {
+      released: true,
+      handedTo: String(next.owner),
+      ring: doorbell === null ? undefined : { token: String(next.token), doorbell },
+    };
   }
 
   async enqueue(command: EnqueueCommand): Promise<Place> {
@@ -299,7 +310,7 @@ export class SqliteDialect implements LockDialect {
         `UPDATE ${t} SET expires_at = ${NOW} + ? * 1000 WHERE id = ? AND token = ? AND expires_at > ${NOW} RETURNING expires_at`,
       ),
       firstPlace: prepare(
-        `SELECT token, holder, ttl_ms, owner FROM ${w} WHERE lock_id = ? AND expires_at > ${NOW}
+        `SELECT token, holder, ttl_ms, owner, doorbell FROM ${w} WHERE lock_id = ? AND expires_at > ${NOW}
          ORDER BY queued_at, token LIMIT 1`,
       ),
       free: prepare(`UPDATE ${t} SET ${outcome}, token = NULL, released_at = ${NOW} WHERE id = ?`),

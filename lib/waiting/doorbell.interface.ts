@@ -17,4 +17,6 @@ export interface Doorbell {
   open(owner: string, ring: (token?: string) => void, connected: () => void): void;
   /** Closes the connection. */
   close(): Promise<void>;
+  /** Rings another process's doorbell at `address` (for databases that cannot ring themselves). */
+  ringAt?(address: string, token: string): void;
 }

@@ -187,6 +187,11 @@ export class WaitingRoom<L> {
     if (this.lines.get(key)?.place) this.check([key]);
   }
 
+  /** Rings another process's doorbell, for a database that cannot (after the release committed). */
+  ring(doorbell: string, token: string): void {
+    this.doorbell?.ringAt?.(doorbell, token);
+  }
+
   /** Turns every waiter away, gives the places up and closes the doorbell. */
   async close(): Promise<void> {
     this.closing = true;
