@@ -1,10 +1,11 @@
 // One bench worker process. Reads its role from argv[2] (JSON), sets up, prints READY,
-// waits for `GO {"from":ns,"until":ns}` on stdin (process.hrtime.bigint(): one clock for
-// every process on Linux), runs until `until`, prints `RESULT <json>` and exits.
-const { startApp, rlock } = require('./support/app');
+// waits for `GO {times}` on stdin (process.hrtime.bigint() instants, one clock for every
+// process on Linux; see support/processes.js), runs its role, prints `RESULT <json>` and exits.
+const { startApp, poolConnections, rlock } = require('./support/app');
 const { countQueries } = require('./support/query-counter');
-const { nativeSession, rawStatements, ensureRawRow } = require('./support/native-lock');
+const { nativeSession, simplestLockTable } = require('./support/native-lock');
 const { ownStatements } = require('./support/own-statements');
+const { quantile } = require('./support/stats');
 
 const config = JSON.parse(process.argv[2]);
 const counter = countQueries(config.kind);
@@ -17,68 +18,36 @@ function waitForGo() {
       buffer += chunk;
       const line = buffer.split('\n').find((l) => l.startsWith('GO '));
       if (line) {
-        const go = JSON.parse(line.slice(3));
-        resolve({ from: BigInt(go.from), until: BigInt(go.until) });
+        const times = JSON.parse(line.slice(3));
+        resolve(Object.fromEntries(Object.entries(times).map(([k, v]) => [k, BigInt(v)])));
       }
     });
   });
 }
 
-/** Counts queries sent inside [from, until). */
-function queryWindow(go) {
-  let start;
-  let end;
-  const at = (ns, fn) => setTimeout(fn, Math.max(0, Number(ns - now()) / 1e6)).unref();
-  at(go.from, () => (start = counter.sent));
-  at(go.until, () => (end = counter.sent));
-  return () => (end ?? counter.sent) - (start ?? 0);
+/** Runs `fn` at hrtime `ns` (never keeps the process alive). */
+function at(ns, fn) {
+  setTimeout(fn, Math.max(0, Number(ns - now()) / 1e6)).unref();
+}
+
+function sleepUntil(ns) {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(ns - now()) / 1e6)));
+}
+
+/** Statements this process sends between two instants. */
+function sentBetween(from, until) {
+  const marks = {};
+  at(from, () => (marks.from = counter.sent));
+  at(until, () => (marks.until = counter.sent));
+  return () => (marks.until ?? counter.sent) - (marks.from ?? 0);
 }
 
 const roles = {
-  /** lock + unlock in a loop on this worker's own name (rlock | raw | native). */
-  async cycle({ service, dataSource }, go) {
-    const name = `${config.name}:${process.pid}`;
-    let step;
-    let close = () => undefined;
-    if (config.variant === 'rlock') {
-      step = async () => (await service.lock(name, 10_000)).unlock();
-    } else if (config.variant === 'raw') {
-      const raw = rawStatements(config.kind, dataSource, config.table, config.url);
-      close = () => raw.close();
-      await ensureRawRow(config.kind, dataSource, config.table, name);
-      let n = 0;
-      step = async () => {
-        const token = `${process.pid}-${n++}`;
-        if (!(await raw.acquire(name, token))) throw new Error('raw acquire failed');
-        if (!(await raw.release(name, token))) throw new Error('raw release failed');
-      };
-    } else {
-      const session = await nativeSession(config.kind, dataSource);
-      close = () => session.close();
-      const id = 1_000_000 + process.pid;
-      step = async () => {
-        await session.lock(id);
-        await session.unlock(id);
-      };
-    }
-    for (let i = 0; i < 50; i++) await step(); // warm-up: prepared statements, JIT
-    ready();
-    go = await go;
-    const sent = queryWindow(go);
-    let cycles = 0;
-    for (let t = now(); t < go.until; t = now()) {
-      await step();
-      if (t >= go.from) cycles++;
-    }
-    close();
-    return { cycles, sent: sent() };
-  },
-
   /**
-   * Uncontended lock + unlock of the library, of the statements one library cycle sends
-   * (recorded at the driver) replayed raw, of a naive lock table's two statements raw and
-   * of the native lock, in alternating slices of 200 ms so that a changing machine load
-   * (shared machine) weighs on all of them alike.
+   * Uncontended lock + unlock of the library; of the statements one library cycle sends
+   * (recorded at the driver) replayed raw; of the simplest lock table (one conditional
+   * upsert, one UPDATE, one connection); of the native lock. In alternating 200 ms slices,
+   * so that a changing machine load weighs on all of them alike.
    */
   async compare({ service, dataSource }, go) {
     const name = `${config.name}:${process.pid}`;
@@ -86,13 +55,12 @@ const roles = {
     for (let i = 0; i < 50; i++) await steps.rlock(); // steady state: the row exists
     const own = await ownStatements(config.kind, dataSource, steps.rlock, () => counter.sent);
     steps.own = own.step;
-    const raw = rawStatements(config.kind, dataSource, config.table, config.url);
-    await ensureRawRow(config.kind, dataSource, config.table, `${name}:raw`);
+    const simplest = await simplestLockTable(config.kind, dataSource, config.table);
     let n = 0;
-    steps.raw = async () => {
+    steps.simplest = async () => {
       const token = `${process.pid}-${n++}`;
-      if (!(await raw.acquire(`${name}:raw`, token))) throw new Error('raw acquire failed');
-      if (!(await raw.release(`${name}:raw`, token))) throw new Error('raw release failed');
+      if (!(await simplest.acquire(`${name}:s`, token))) throw new Error('simplest: not taken');
+      if (!(await simplest.release(`${name}:s`, token))) throw new Error('simplest: not freed');
     };
     const session = config.kind === 'sqlite' ? null : await nativeSession(config.kind, dataSource);
     if (session) {
@@ -118,99 +86,144 @@ const roles = {
         time[variant] += Number(now() - start) / 1e9;
       }
     }
-    raw.close();
+    simplest.close();
     session?.close();
     const perSecond = Object.fromEntries(Object.keys(steps).map((k) => [k, cycles[k] / time[k]]));
     return { perSecond, own: { statements: own.statements, unrecorded: own.unrecorded } };
   },
 
   /**
-   * Contended loop on one name: lock, read the counter row, write it + 1, unlock (rlock |
-   * native | durable: the native lock plus a grant and a release UPDATE on a lock-table row,
-   * autocommit, around the critical section).
+   * Contended loops on `config.names` names: lock, the critical section (`work`: 'write',
+   * one durable autocommit write, the name's counter row + 1; 'none'), unlock. `loops`:
+   * 'random', one loop that picks a name at random each cycle; 'each', one loop per name.
+   * Variants: 'rlock'; 'native' (pg_advisory_lock / GET_LOCK / BEGIN IMMEDIATE on one
+   * connection); 'xact' (PostgreSQL behind a transaction pooler: pg_advisory_xact_lock in a
+   * transaction). A `holder` takes every name before READY and keeps them through the hold
+   * phase, while the others already wait; then it releases them and loops too.
    */
   async contend({ service, dataSource }, go) {
+    const count = config.names ?? 1;
+    const names = Array.from({ length: count }, (_, i) => `${config.name}:${i}`);
     const table = config.counterTable;
-    const q = (sql) => (config.kind === 'postgres' ? sql.replace('?', '$1') : sql);
     let lock;
     let unlock;
-    let read;
-    let write;
+    let work = async () => undefined;
     let close = () => undefined;
     if (config.variant === 'rlock') {
-      let held;
-      lock = async () => (held = await service.lock(config.name, 600_000));
-      unlock = () => held.unlock();
-      read = async () =>
-        Number((await dataSource.query(`SELECT value FROM ${table} WHERE id = 1`))[0].value);
-      write = (value) => dataSource.query(q(`UPDATE ${table} SET value = ? WHERE id = 1`), [value]);
+      lock = (i) => service.lock(names[i], 600_000);
+      unlock = (held) => held.unlock();
+      const sql = `UPDATE ${table} SET value = value + 1 WHERE id = ${config.kind === 'postgres' ? '$1' : '?'}`;
+      if (config.work === 'write') work = (i) => dataSource.query(sql, [i + 1]);
     } else {
-      const session = await nativeSession(config.kind, dataSource);
+      const session = await nativeSession(config.kind, dataSource, {
+        xact: config.variant === 'xact',
+      });
       close = () => session.close();
-      lock = () => session.lock(config.nativeId);
-      unlock = () => session.unlock(config.nativeId);
-      read = () => session.read(table);
-      write = (value) => session.write(table, value);
-      if (config.variant === 'durable') {
-        const raw = rawStatements(config.kind, dataSource, config.table, config.url);
-        close = () => (raw.close(), session.close());
-        await ensureRawRow(config.kind, dataSource, config.table, config.name);
-        let n = 0;
-        let token;
-        lock = async () => {
-          await session.lock(config.nativeId);
-          token = `${process.pid}-${n++}`;
-          if (!(await raw.acquire(config.name, token))) throw new Error('durable grant failed');
-        };
-        unlock = async () => {
-          if (!(await raw.release(config.name, token))) throw new Error('durable release failed');
-          await session.unlock(config.nativeId);
-        };
-      }
+      lock = async (i) => (await session.lock(config.nativeBase + i), i);
+      unlock = (i) => session.unlock(config.nativeBase + i);
+      if (config.work === 'write') work = (i) => session.bump(table, i + 1);
+    }
+    let held = [];
+    if (config.holder) {
+      held = await Promise.all(names.map((n) => service.lock(n, 60_000, { ttlMs: 600_000 })));
     }
     ready();
     go = await go;
-    const sent = queryWindow(go);
+    const t = (ns) => Number(ns - go.origin);
+    const sentHold = sentBetween(go.holdSample, go.holdUntil);
+    const sentWindow = sentBetween(go.from, go.until);
+    const pool = {};
+    at(go.holdMid, () => (pool.hold = poolConnections(config.kind, dataSource)));
+    at(go.windowMid, () => (pool.window = poolConnections(config.kind, dataSource)));
     const events = [];
+    const holdReleases = [];
     let total = 0;
-    for (;;) {
-      await lock();
-      const acquired = now();
-      const value = await read();
-      await write(value + 1);
-      total++;
-      const releasing = now();
-      await unlock();
-      if (acquired >= go.from && acquired < go.until) {
-        events.push(Number(acquired - go.from), Number(releasing - go.from));
+    const loop = async (pick) => {
+      for (;;) {
+        const i = pick();
+        const handle = await lock(i);
+        const acquired = now();
+        await work(i);
+        total++;
+        const releasing = now();
+        await unlock(handle);
+        events.push(t(acquired), t(releasing), i);
+        if (now() >= go.until) break;
       }
-      if (now() >= go.until) break;
+    };
+    if (config.holder) {
+      await sleepUntil(go.holdUntil);
+      await Promise.all(
+        held.map((h, i) => {
+          holdReleases.push([i, t(now())]);
+          return h.unlock();
+        }),
+      );
     }
+    const loops =
+      config.loops === 'each'
+        ? names.map((_, i) => loop(() => i))
+        : [loop(() => Math.floor(Math.random() * count))];
+    await Promise.all(loops);
     close();
-    return { events, total, sent: sent() };
+    return {
+      events,
+      holdReleases,
+      total,
+      sentHold: sentHold(),
+      sentWindow: sentWindow(),
+      pool,
+      holder: Boolean(config.holder),
+    };
+  },
+
+  /** lock() + unlock() of a name never used before, in a loop: latency of lock(). */
+  async fresh({ service }, go) {
+    let n = 0;
+    const cycle = async () => {
+      const start = now();
+      const held = await service.lock(`${config.name}:${process.pid}:${n++}`, 10_000);
+      const took = Number(now() - start) / 1e6;
+      await held.unlock();
+      return took;
+    };
+    for (let i = 0; i < 50; i++) await cycle();
+    ready();
+    go = await go;
+    await sleepUntil(go.from);
+    const sent = sentBetween(go.from, go.until);
+    const latencies = [];
+    while (now() < go.until) latencies.push(await cycle());
+    latencies.sort((a, b) => a - b);
+    return {
+      p50: quantile(latencies, 0.5),
+      p99: quantile(latencies, 0.99),
+      cycles: latencies.length,
+      sent: sent(),
+    };
   },
 
   /** Takes the lock and holds it until the end of the run. */
   async hold({ service }, go) {
-    const lock = await service.lock(config.name, 10_000, { ttlMs: 600_000 });
+    const held = await service.lock(config.name, 10_000, { ttlMs: 600_000 });
     ready();
     go = await go;
     await sleepUntil(go.until);
-    await lock.unlock();
+    await held.unlock();
     return {};
   },
 
-  /** `waiters` concurrent lock() calls on a held name; counts the queries sent while they wait. */
+  /** `waiters` concurrent lock() calls on a held name; counts the statements sent while they wait. */
   async storm({ service }, go) {
     ready();
     go = await go;
-    const sent = queryWindow(go);
+    const sent = sentBetween(go.from, go.until);
     let acquired = 0;
     for (let i = 0; i < config.waiters; i++) {
       service.lock(config.name, 600_000).then(
-        (lock) => {
+        (held) => {
           acquired++;
-          return lock.unlock();
+          return held.unlock();
         },
         () => undefined,
       );
@@ -250,7 +263,7 @@ const roles = {
     };
   },
 
-  /** Heap after 1,000 and after 100,000 lock + unlock cycles; handles left after shutdown. */
+  /** Heap after 1,000 and after `cycles` lock + unlock cycles; handles left after shutdown. */
   async heap({ service, app }) {
     const name = `${config.name}:${process.pid}`;
     const heap = () => {
@@ -297,10 +310,6 @@ function decoratedProviders() {
 
 function ready() {
   process.stdout.write('READY\n');
-}
-
-function sleepUntil(ns) {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(ns - now()) / 1e6)));
 }
 
 let handlesBeforeApp = [];

@@ -1,17 +1,31 @@
 // Baselines sent straight through the same drivers: the database's own lock
-// (pg_advisory_lock / GET_LOCK) and the two lock-table statements without the library.
+// (pg_advisory_lock / GET_LOCK / SQLite's write transaction) and the simplest lock table.
 
-/** A dedicated connection for the native lock (session-level locks need one). */
-async function nativeSession(kind, dataSource) {
+/**
+ * A dedicated connection holding the native lock, with the critical section's one durable
+ * write (`bump`: the counter row of the name + 1, autocommit) on the same connection.
+ * `xact`: PostgreSQL through a transaction-pooling proxy, where a session lock is not
+ * possible: BEGIN, pg_advisory_xact_lock, the write, COMMIT (the write commits with it).
+ */
+async function nativeSession(kind, dataSource, { xact = false } = {}) {
   if (kind === 'postgres') {
     const client = await dataSource.driver.master.connect();
     const q = (text, values) => client.query(text, values);
+    if (xact) {
+      return {
+        lock: async (id) => {
+          await q('BEGIN');
+          await q('SELECT pg_advisory_xact_lock($1)', [id]);
+        },
+        unlock: () => q('COMMIT'),
+        bump: (table, row) => q(`UPDATE ${table} SET value = value + 1 WHERE id = $1`, [row]),
+        close: () => client.release(),
+      };
+    }
     return {
       lock: (id) => q('SELECT pg_advisory_lock($1)', [id]),
       unlock: (id) => q('SELECT pg_advisory_unlock($1)', [id]),
-      read: (table) =>
-        q(`SELECT value FROM ${table} WHERE id = 1`).then((r) => Number(r.rows[0].value)),
-      write: (table, value) => q(`UPDATE ${table} SET value = $1 WHERE id = 1`, [value]),
+      bump: (table, row) => q(`UPDATE ${table} SET value = value + 1 WHERE id = $1`, [row]),
       close: () => client.release(),
     };
   }
@@ -26,28 +40,23 @@ async function nativeSession(kind, dataSource) {
     return {
       lock: (id) => q('SELECT GET_LOCK(?, 600) AS ok', [String(id)]),
       unlock: (id) => q('SELECT RELEASE_LOCK(?) AS ok', [String(id)]),
-      read: (table) => q(`SELECT value FROM ${table} WHERE id = 1`).then((r) => Number(r[0].value)),
-      write: (table, value) => q(`UPDATE ${table} SET value = ? WHERE id = 1`, [value]),
+      bump: (table, row) => q(`UPDATE ${table} SET value = value + 1 WHERE id = ?`, [row]),
       close: () => connection.release(),
     };
   }
-  // SQLite's own lock: a write transaction (BEGIN IMMEDIATE waits in busy_timeout).
+  // SQLite's own lock: a write transaction (BEGIN IMMEDIATE waits in busy_timeout); the
+  // write commits with it.
   const Database = dataSource.driver.databaseConnection.constructor;
   const db = new Database(dataSource.options.database, { timeout: 600_000 });
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
-  let select;
   let update;
   return {
     lock: async () => begin.run(),
     unlock: async () => commit.run(),
-    read: async (table) => {
-      select ??= db.prepare(`SELECT value FROM ${table} WHERE id = 1`);
-      return Number(select.get().value);
-    },
-    write: async (table, value) => {
-      update ??= db.prepare(`UPDATE ${table} SET value = ? WHERE id = 1`);
-      update.run(value);
+    bump: async (table, row) => {
+      update ??= db.prepare(`UPDATE ${table} SET value = value + 1 WHERE id = ?`);
+      update.run(row);
     },
     close: () => db.close(),
   };
@@ -58,75 +67,84 @@ const MY_NOW = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(
 const LITE_NOW = `(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)`;
 
 /**
- * The two lock-table statements a minimal lock needs (a conditional update that grants,
- * an update that frees), sent raw through the same driver and connection kind as the
- * library uses. The row must exist (see `ensureRawRow`).
+ * The simplest lock table that does the job, on the library's own table: one conditional
+ * upsert that takes a free or expired lock (creating the row on first use) and returns the
+ * fence and the previous outcome, one UPDATE that frees it with an outcome; both on one
+ * dedicated connection of the same driver. `acquire(id, token)` and `release(id, token)`
+ * resolve whether they took / freed the row.
  */
-function rawStatements(kind, dataSource, table, file) {
+async function simplestLockTable(kind, dataSource, table) {
   if (kind === 'postgres') {
-    const pool = dataSource.driver.master;
+    const client = await dataSource.driver.master.connect();
     const acquire = {
-      name: `bench-raw-acquire:${table}`,
-      text: `WITH c AS (SELECT ${PG_NOW} AS now)
-        UPDATE "${table}" AS t SET token = $2, holder = $3, fence = t.fence + 1,
-          acquired_at = c.now, expires_at = c.now + $4::bigint * 1000 FROM c
-        WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= c.now) RETURNING t.fence`,
+      name: `bench-simplest-acquire:${table}`,
+      text: `INSERT INTO "${table}" AS t (id, name, token, holder, fence, acquired_at, expires_at)
+        VALUES ($1, $1, $2, $3, 1, ${PG_NOW}, ${PG_NOW} + $4::bigint * 1000)
+        ON CONFLICT (id) DO UPDATE SET token = EXCLUDED.token, holder = EXCLUDED.holder,
+          fence = t.fence + 1, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at
+        WHERE t.token IS NULL OR t.expires_at <= EXCLUDED.acquired_at
+        RETURNING t.fence, t.last_outcome, t.last_error`,
     };
     const release = {
-      name: `bench-raw-release:${table}`,
-      text: `UPDATE "${table}" SET token = NULL, last_outcome = 'released', released_at = ${PG_NOW}
-        WHERE id = $1 AND token = $2`,
+      name: `bench-simplest-release:${table}`,
+      text: `UPDATE "${table}" SET token = NULL, last_outcome = 'released', last_error = NULL,
+        released_at = ${PG_NOW} WHERE id = $1 AND token = $2`,
     };
     return {
       acquire: async (id, token) =>
-        (await pool.query({ ...acquire, values: [id, token, 'raw', 30000] })).rowCount === 1,
+        (await client.query({ ...acquire, values: [id, token, 'simplest', 30000] })).rowCount ===
+        1,
       release: async (id, token) =>
-        (await pool.query({ ...release, values: [id, token] })).rowCount === 1,
-      close: () => undefined,
+        (await client.query({ ...release, values: [id, token] })).rowCount === 1,
+      close: () => client.release(),
     };
   }
   if (kind === 'mariadb') {
-    const pool = dataSource.driver.pool;
+    const connection = await new Promise((resolve, reject) =>
+      dataSource.driver.pool.getConnection((e, c) => (e ? reject(e) : resolve(c))),
+    );
     const q = (sql, values) =>
       new Promise((resolve, reject) =>
-        pool.query(sql, values, (e, r) => (e ? reject(e) : resolve(r))),
+        connection.query(sql, values, (e, r) => (e ? reject(e) : resolve(r))),
       );
-    const acquire = `UPDATE \`${table}\` SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${MY_NOW},
-        expires_at = ${MY_NOW} + ? * 1000 WHERE id = ? AND (token IS NULL OR expires_at <= ${MY_NOW})`;
-    const release = `UPDATE \`${table}\` SET token = NULL, last_outcome = 'released', released_at = ${MY_NOW}
-        WHERE id = ? AND token = ?`;
+    // ON DUPLICATE KEY UPDATE assigns left to right: `token` first, the rest test whether it is ours.
+    const acquire = `INSERT INTO \`${table}\` (id, name, token, holder, fence, acquired_at, expires_at)
+        VALUES (?, ?, ?, ?, 1, ${MY_NOW}, ${MY_NOW} + ? * 1000)
+        ON DUPLICATE KEY UPDATE
+          token = IF(token IS NULL OR expires_at <= VALUES(acquired_at), VALUES(token), token),
+          fence = IF(token <=> VALUES(token), fence + 1, fence),
+          holder = IF(token <=> VALUES(token), VALUES(holder), holder),
+          acquired_at = IF(token <=> VALUES(token), VALUES(acquired_at), acquired_at),
+          expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at)
+        RETURNING token, fence, last_outcome, last_error`;
+    const release = `UPDATE \`${table}\` SET token = NULL, last_outcome = 'released', last_error = NULL,
+        released_at = ${MY_NOW} WHERE id = ? AND token = ?`;
     return {
       acquire: async (id, token) =>
-        (await q(acquire, [token, 'raw', 30000, id])).affectedRows === 1,
+        (await q(acquire, [id, id, token, 'simplest', 30000]))[0]?.token === token,
       release: async (id, token) => (await q(release, [id, token])).affectedRows === 1,
-      close: () => undefined,
+      close: () => connection.release(),
     };
   }
   const Database = dataSource.driver.databaseConnection.constructor;
-  const db = new Database(file, { timeout: 5000 });
+  const db = new Database(dataSource.options.database, { timeout: 5000 });
   const acquire = db.prepare(
-    `UPDATE "${table}" SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${LITE_NOW},
-       expires_at = ${LITE_NOW} + ? * 1000 WHERE id = ? AND (token IS NULL OR expires_at <= ${LITE_NOW}) RETURNING fence`,
+    `INSERT INTO "${table}" AS t (id, name, token, holder, fence, acquired_at, expires_at)
+       VALUES (?1, ?1, ?2, ?3, 1, ${LITE_NOW}, ${LITE_NOW} + ?4 * 1000)
+       ON CONFLICT (id) DO UPDATE SET token = excluded.token, holder = excluded.holder,
+         fence = t.fence + 1, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
+       WHERE t.token IS NULL OR t.expires_at <= excluded.acquired_at
+       RETURNING fence, last_outcome, last_error`,
   );
   const release = db.prepare(
-    `UPDATE "${table}" SET token = NULL, last_outcome = 'released', released_at = ${LITE_NOW} WHERE id = ? AND token = ?`,
+    `UPDATE "${table}" SET token = NULL, last_outcome = 'released', last_error = NULL,
+       released_at = ${LITE_NOW} WHERE id = ? AND token = ?`,
   );
   return {
-    acquire: async (id, token) => acquire.get(token, 'raw', 30000, id) !== undefined,
+    acquire: async (id, token) => acquire.get(id, token, 'simplest', 30000) !== undefined,
     release: async (id, token) => release.run(id, token).changes === 1,
     close: () => db.close(),
   };
 }
 
-/** Creates the row the raw statements work on. */
-async function ensureRawRow(kind, dataSource, table, id) {
-  const insert =
-    kind === 'mariadb'
-      ? `INSERT IGNORE INTO \`${table}\` (id, name, fence) VALUES (?, ?, 1)`
-      : kind === 'postgres'
-        ? `INSERT INTO "${table}" (id, name, fence) VALUES ($1, $2, 1) ON CONFLICT (id) DO NOTHING`
-        : `INSERT INTO "${table}" (id, name, fence) VALUES (?, ?, 1) ON CONFLICT (id) DO NOTHING`;
-  await dataSource.query(insert, [id, id]);
-}
-
-module.exports = { nativeSession, rawStatements, ensureRawRow };
+module.exports = { nativeSession, simplestLockTable };

@@ -4,8 +4,8 @@
 const { randomUUID } = require('node:crypto');
 
 /**
- * Records what one call of `cycle` sends: the pg pool's `query(config)`, the mysql2 pool's
- * `query(sql, values, cb)`, better-sqlite3 statements' `run`/`get`/`all` (the library's
+ * Records what one call of `cycle` sends: the pg pool's `query(config)`, mysql2 connections'
+ * `query(sql | Query, values, cb)`, better-sqlite3 statements' `run`/`get`/`all` (the library's
  * own connection; the transaction's BEGIN IMMEDIATE and COMMIT included).
  */
 async function record(kind, dataSource, cycle) {
@@ -23,12 +23,17 @@ async function record(kind, dataSource, cycle) {
         return original.call(this, config, ...rest);
       };
   } else if (kind === 'mariadb') {
-    target = dataSource.driver.pool;
+    // At the connection: a release is a transaction on one pooled connection, and the
+    // pool's own query() ends here too (with a Query object).
+    const { dirname, join } = require('node:path');
+    const Base = require(join(dirname(require.resolve('mysql2')), 'lib', 'base', 'connection.js'));
+    target = (Base.BaseConnection ?? Base).prototype;
     methods = ['query'];
     wrapper = (original) =>
       function recorded(sql, values, ...rest) {
         const text = typeof sql === 'string' ? sql : sql.sql;
-        calls.push({ sql: text, args: Array.isArray(values) ? [...values] : [] });
+        const args = typeof sql === 'string' ? values : sql.values;
+        calls.push({ sql: text, args: Array.isArray(args) ? [...args] : [] });
         return original.call(this, sql, values, ...rest);
       };
   } else {
@@ -130,11 +135,16 @@ function sender(kind, dataSource) {
       pool.query(t.name ? { name: t.name, text: t.sql, values } : { text: t.sql, values });
   }
   if (kind === 'mariadb') {
-    const pool = dataSource.driver.pool;
-    return (t, values) =>
-      new Promise((resolve, reject) =>
-        pool.query(t.sql, values, (e, r) => (e ? reject(e) : resolve(r))),
+    // Replayed in order on one connection (the release's transaction needs one).
+    let connection;
+    return async (t, values) => {
+      connection ??= await new Promise((resolve, reject) =>
+        dataSource.driver.pool.getConnection((e, c) => (e ? reject(e) : resolve(c))),
       );
+      return new Promise((resolve, reject) =>
+        connection.query(t.sql, values, (e, r) => (e ? reject(e) : resolve(r))),
+      );
+    };
   }
   return async (t, args) => t.statement[t.method](...args);
 }

@@ -37,22 +37,47 @@ function startWorker(config, nodeArgs = []) {
   return { child, ready, result };
 }
 
+const ns = (seconds) => BigInt(Math.round(seconds * 1e9));
+
 /**
- * Runs `count` workers of one configuration: waits until all are ready, starts them at once
- * (warm-up, then a measured window of `seconds`), and resolves with their results.
- * `during(window)` runs in the parent around the window (server counters).
+ * Runs workers (one per configuration): waits until all are ready, then starts them at
+ * once with one timetable (process.hrtime.bigint(), one clock for every process on Linux):
+ * - `hold` seconds in which a holder keeps the lock and the others wait (0: none), sampled
+ *   between `holdSample` (a settling time after the start) and its end, `holdMid` in it;
+ * - `warmup` seconds, then the measured window [from, until] of `seconds`, `windowMid` in it.
+ * `during(times)` runs in the parent meanwhile (server counters) and resolves `server`.
  */
-async function runWorkers(configs, { warmup, seconds, nodeArgs, during }) {
+async function runWorkers(configs, { warmup, seconds, hold = 0, nodeArgs, during }) {
   const workers = configs.map((config) => startWorker(config, nodeArgs));
   try {
     await Promise.all(workers.map((w) => w.ready));
-    const from = process.hrtime.bigint() + BigInt(Math.round(warmup * 1e9));
-    const until = from + BigInt(Math.round(seconds * 1e9));
-    const go = `GO ${JSON.stringify({ from: String(from), until: String(until) })}\n`;
+    const origin = process.hrtime.bigint() + ns(0.2);
+    const holdUntil = origin + ns(hold);
+    const from = holdUntil + ns(warmup);
+    const until = from + ns(seconds);
+    const settle = ns(Math.min(0.5, hold / 4));
+    const times = {
+      origin,
+      holdSample: origin + settle,
+      holdMid: origin + (holdUntil - origin) / 2n + settle / 2n,
+      holdUntil,
+      from,
+      windowMid: from + (until - from) / 2n,
+      until,
+    };
+    const message = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, String(v)]));
+    const go = `GO ${JSON.stringify(message)}\n`;
     for (const w of workers) w.child.stdin.write(go);
-    const server = during ? during(from, until) : Promise.resolve(null);
+    const server = during ? during(times) : Promise.resolve(null);
     const results = await Promise.all(workers.map((w) => w.result));
-    return { results, server: await server };
+    // Times relative to the origin, as the workers report their events.
+    const rel = (t) => Number(t - origin);
+    return {
+      results,
+      server: await server,
+      window: [rel(from), rel(until)],
+      hold: hold > 0 ? [rel(times.holdSample), rel(holdUntil)] : null,
+    };
   } finally {
     for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');
   }

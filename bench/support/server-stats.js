@@ -1,19 +1,26 @@
-// The database server's own count of work: PostgreSQL transactions of this database
-// (pg_stat_database xact_commit + xact_rollback), MariaDB/MySQL `Questions` (server-wide).
+// The database server's own view: its count of work (PostgreSQL transactions of the bench
+// database from pg_stat_database, MariaDB/MySQL `Questions`, server-wide) and the
+// connections open to the bench database (pg_stat_activity / the processlist).
 
-/** Opens a sampler for a database; `sample()` resolves the current counter (or null). */
-async function serverSampler(db) {
+/** Opens a probe of a database; SQLite has no server (every figure null). */
+async function serverProbe(db) {
   if (db.kind === 'postgres') {
     const { Client } = require('pg');
     const client = new Client({ connectionString: db.url });
     await client.connect();
     return {
-      scope: 'transactions of this database (pg_stat_database)',
-      async sample() {
-        // Statistics are flushed by each backend about once a second; clear this session's snapshot.
+      scope: 'transactions of the bench database (pg_stat_database)',
+      async count() {
+        // Backends report their counts about once a second: compare samples taken in steady state.
         await client.query('SELECT pg_stat_clear_snapshot()');
         const { rows } = await client.query(
           'SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()',
+        );
+        return Number(rows[0].n);
+      },
+      async connections() {
+        const { rows } = await client.query(
+          'SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
         );
         return Number(rows[0].n);
       },
@@ -24,30 +31,53 @@ async function serverSampler(db) {
     const mysql = require('mysql2/promise');
     const connection = await mysql.createConnection(db.url);
     return {
-      scope: 'server-wide Questions (includes other clients of the server)',
-      async sample() {
+      scope: 'server-wide Questions (other clients of the server included)',
+      async count() {
         const [rows] = await connection.query("SHOW GLOBAL STATUS LIKE 'Questions'");
         return Number(rows[0].Value);
+      },
+      async connections() {
+        const [rows] = await connection.query(
+          'SELECT count(*) AS n FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()',
+        );
+        return Number(rows[0].n);
       },
       close: () => connection.end(),
     };
   }
-  return { scope: null, sample: async () => null, close: async () => undefined };
+  return {
+    scope: null,
+    count: async () => null,
+    connections: async () => null,
+    close: async () => undefined,
+  };
 }
 
-/** Samples at the start and end of the window [from, until] (hrtime ns); resolves per-second rate. */
-function sampleWindow(sampler, from, until) {
-  const at = (ns) =>
-    new Promise((r) => setTimeout(r, Math.max(0, Number(ns - process.hrtime.bigint()) / 1e6)));
-  return (async () => {
-    await at(from);
-    const a = await sampler.sample();
-    await at(until);
-    // PostgreSQL backends report their counts up to a second late.
-    if (sampler.scope?.startsWith('transactions')) await new Promise((r) => setTimeout(r, 1100));
-    const b = await sampler.sample();
-    return a === null ? null : (b - a) / (Number(until - from) / 1e9);
-  })();
+/** Resolves at process.hrtime.bigint() `ns`. */
+function at(ns) {
+  return new Promise((resolve) =>
+    setTimeout(resolve, Math.max(0, Number(BigInt(ns) - process.hrtime.bigint()) / 1e6)),
+  );
 }
 
-module.exports = { serverSampler, sampleWindow };
+/**
+ * The server's count per second over [from, until] (hrtime ns), both samples taken while
+ * the workers run (their reports lag alike at both ends). Null without a server.
+ */
+async function countRate(probe, from, until) {
+  await at(from);
+  const a = await probe.count();
+  const ta = process.hrtime.bigint();
+  await at(until);
+  const b = await probe.count();
+  const tb = process.hrtime.bigint();
+  return a === null ? null : (b - a) / (Number(tb - ta) / 1e9);
+}
+
+/** The connections open to the bench database at `ns`. */
+async function connectionsAt(probe, ns) {
+  await at(ns);
+  return probe.connections();
+}
+
+module.exports = { serverProbe, countRate, connectionsAt, at };

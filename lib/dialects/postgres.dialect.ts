@@ -98,7 +98,7 @@ export class PostgresDialect implements LockDialect {
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
     const { key, token, holder, ttlMs, leaseExpiredMessage, name, place } = command;
     const { rows } = await this.pool.query({
-      ...this.sql.acquire,
+      ...(place === null ? this.sql.acquire : this.sql.acquireFromPlace),
       values: [key, token, holder, ttlMs, leaseExpiredMessage, ...ahead(place)],
     });
     const row = rows[0];
@@ -260,7 +260,7 @@ function granted(row: Record<string, unknown>): AcquireResult {
  * The attempt: grants a free or expired lock when no live place is ahead of the caller
  * ($6, $7: the caller's place, or "any place" for a newcomer), removing the caller's place.
  */
-function acquireStatement(table: string, waiters: string): string {
+function acquireStatement(table: string, waiters: string, fromPlace: boolean): string {
   return `WITH c AS (SELECT ${NOW} AS now),
        g AS (
          UPDATE ${table} AS t SET
@@ -279,8 +279,7 @@ function acquireStatement(table: string, waiters: string): string {
              WHERE q.lock_id = $1 AND q.expires_at > c.now
                AND (q.queued_at < $6::bigint OR (q.queued_at = $6::bigint AND q.token < $7::text)))
          RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error
-       ),
-       d AS (DELETE FROM ${waiters} AS q WHERE q.token = $2 AND EXISTS (SELECT 1 FROM g))
+       )${fromPlace ? `, d AS (DELETE FROM ${waiters} AS q WHERE q.token = $2 AND EXISTS (SELECT 1 FROM g))` : ''}
        SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, NULL::bigint AS now FROM g
        UNION ALL
        SELECT false, t.fence, NULL, CASE WHEN t.token IS NULL THEN NULL ELSE t.expires_at END, NULL, NULL, c.now
@@ -294,7 +293,9 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
     probe: named('probe', `SELECT 1 FROM ${table}, ${waiters} WHERE false`),
     // A conditional UPDATE writes nothing when the lock is held; the second branch reports
     // the holder's lease end so that a waiter knows when it could expire.
-    acquire: named('acquire', acquireStatement(table, waiters)),
+    acquire: named('acquire', acquireStatement(table, waiters, false)),
+    // The same from a place in line, which it removes when granted.
+    acquireFromPlace: named('acquire-from-place', acquireStatement(table, waiters, true)),
     // First use of a name: the fence starts from the clock so that a row created again
     // after a purge never goes below the fences handed out before.
     insert: named(
