@@ -16,6 +16,8 @@ export const MESSAGES = {
   leaseExpired:
     'The previous holder did not release the lock before its lease expired (it crashed, hung or lost its connection); the work it guarded may be half done.',
   forceReleased: 'The lock was force-released by an operator.',
+  noAnswer: (ms: number) =>
+    `The database did not answer within ${ms} ms (no free connection in the pool, or a lock wait).`,
   databaseError: (operation: string, name: string | undefined) =>
     name === undefined
       ? `The lock database failed during ${operation}.`

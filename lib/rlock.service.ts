@@ -57,7 +57,7 @@ import {
 } from './remote-lock';
 import { RLOCK_DIALECT, RLOCK_LIMITS, RLOCK_MODULE_OPTIONS } from './rlock.constants';
 import { MESSAGES } from './rlock.messages';
-import { HANDOFF_LEASE_MS } from './waiting/waiting.constants';
+import { ATTEMPT_GRACE_MS, HANDOFF_LEASE_MS } from './waiting/waiting.constants';
 import { WaitingRoom } from './waiting/waiting-room';
 
 interface CallOptions {
@@ -283,7 +283,12 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     const key = lockKey(name);
     // Callers of this process already wait for it, or hold it: join them, no attempt.
     if (timeoutMs === 0 || !(this.room.hasLine(key) || this.heldHere(key))) {
-      const result = await this.attemptRaw(name, key, call, ownerToken(), null);
+      const result = await this.bounded(
+        this.attemptRaw(name, key, call, ownerToken(), null),
+        name,
+        call.signal,
+        call.startedAt + timeoutMs + ATTEMPT_GRACE_MS,
+      );
       if (result instanceof RemoteLock) return result;
       if (timeoutMs === 0) {
         this.emitter.timedOut(name, timeoutMs, call.startedAt);
@@ -299,6 +304,56 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       deadline: call.startedAt + timeoutMs,
       signal: call.signal,
       startedAt: call.startedAt,
+    });
+  }
+
+  /**
+   * Settles with the attempt, or sooner: at once when `signal` aborts, and with a
+   * {@link LockDatabaseError} when the database has not answered by `until` (no pooled
+   * connection, a lock wait). A lock the attempt grants after that is passed on.
+   */
+  private bounded(
+    attempt: Promise<RemoteLock | NotGranted>,
+    name: string,
+    signal: AbortSignal | undefined,
+    until: number,
+  ): Promise<RemoteLock | NotGranted> {
+    const startedAt = performance.now();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (settle: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        settle();
+      };
+      const onAbort = () => finish(() => reject(signal!.reason));
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(
+              new LockDatabaseError(
+                MESSAGES.databaseError('acquire', name),
+                new Error(MESSAGES.noAnswer(Math.round(until - startedAt))),
+              ),
+            ),
+          ),
+        Math.max(0, until - performance.now()),
+      );
+      timer.unref();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      attempt.then(
+        (result) => {
+          if (settled) {
+            // Too late for the caller: do not leave the lock held.
+            if (result instanceof RemoteLock) void passOnLock(result).catch(() => undefined);
+            return;
+          }
+          finish(() => resolve(result));
+        },
+        (error: unknown) => finish(() => reject(error)),
+      );
     });
   }
 

@@ -20,3 +20,9 @@ export const HANDOFF_LEASE_MS = 1_500;
 /** Reconnection backoff of a doorbell connection. */
 export const DOORBELL_RECONNECT_MIN_MS = 100;
 export const DOORBELL_RECONNECT_MAX_MS = 5_000;
+
+/**
+ * How long past its acquire timeout a call waits for an attempt the database has not
+ * answered (no pooled connection free, a lock wait) before it fails with LockDatabaseError.
+ */
+export const ATTEMPT_GRACE_MS = 1_000;

@@ -1,0 +1,126 @@
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { LockDatabaseError, RLockModule, RLockService } from '../../lib';
+import type { LockDialect } from '../../lib/dialects/dialect.interface';
+import { RLOCK_DIALECT } from '../../lib/rlock.constants';
+import { testDatabases, uniqueTableName, type TestDatabase } from '../support/databases';
+
+/** A Nest context whose TypeORM pool has `poolSize` connections (server databases). */
+async function startApp(db: TestDatabase, tableName: string, poolSize: number) {
+  const pool =
+    db.kind === 'postgres'
+      ? { extra: { max: poolSize } }
+      : db.kind === 'mariadb'
+        ? { extra: { connectionLimit: poolSize } }
+        : {};
+  const module = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRoot({
+        ...db.options(),
+        ...pool,
+        synchronize: true,
+        autoLoadEntities: true,
+      } as never),
+      RLockModule.forRoot({ tableName }),
+    ],
+  }).compile();
+  await module.init();
+  return {
+    service: module.get(RLockService),
+    dataSource: module.get(DataSource),
+    dialect: module.get<LockDialect>(RLOCK_DIALECT),
+    close: () => module.close(),
+  };
+}
+
+describe.each(testDatabases())('RLockService time bounds on $label', (db) => {
+  const tableName = uniqueTableName('rlock_tb');
+  let app: Awaited<ReturnType<typeof startApp>>;
+
+  beforeAll(async () => {
+    app = await startApp(db, tableName, 2);
+  });
+  afterAll(() => app?.close());
+
+  it('settles at once when the caller aborts while its first attempt is in flight, and passes a late grant on', async () => {
+    const name = 'abort-in-flight';
+    const first = await app.service.lock(name, 1_000);
+    await first.unlock(new Error('left by the first holder'));
+    // Hold the next attempt's statement until the test lets it go.
+    const acquire = app.dialect.acquire.bind(app.dialect);
+    let letGo!: () => void;
+    const gate = new Promise<void>((resolve) => (letGo = resolve));
+    let sent!: () => void;
+    const inFlight = new Promise<void>((resolve) => (sent = resolve));
+    app.dialect.acquire = async (command) => {
+      sent();
+      await gate;
+      return acquire(command);
+    };
+    try {
+      const controller = new AbortController();
+      const call = app.service.lock(name, 30_000, { signal: controller.signal });
+      await inFlight;
+      const reason = new Error('caller left');
+      const abortedAt = performance.now();
+      controller.abort(reason);
+      await expect(call).rejects.toBe(reason);
+      expect(performance.now() - abortedAt).toBeLessThan(100);
+      letGo();
+      // The grant that arrives after the caller left is passed on: free, outcome unchanged.
+      const deadline = Date.now() + 5_000;
+      let state = await app.service.inspect(name);
+      while (state?.status !== 'free' && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        state = await app.service.inspect(name);
+      }
+      expect(state).toMatchObject({ status: 'free', lastOutcome: 'error' });
+      expect(state?.lastError?.message).toBe('left by the first holder');
+    } finally {
+      app.dialect.acquire = acquire;
+      letGo();
+    }
+  });
+
+  if (db.kind === 'sqlite') return;
+
+  it('settles within its timeout plus a small bound when every pooled connection is taken', async () => {
+    // Two transactions of the application hold both connections of the pool.
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    let open = 0;
+    let bothOpen!: () => void;
+    const opened = new Promise<void>((resolve) => (bothOpen = resolve));
+    const transactions = [1, 2].map(() =>
+      app.dataSource.transaction(async (manager) => {
+        await manager.query('SELECT 1');
+        if (++open === 2) bothOpen();
+        await done;
+      }),
+    );
+    await opened;
+    try {
+      const started = performance.now();
+      const error = await app.service.lock('no-connection', 300).catch((e: unknown) => e);
+      const took = performance.now() - started;
+      expect(error).toBeInstanceOf(LockDatabaseError);
+      expect(String((error as LockDatabaseError).cause)).toMatch(/did not answer within/);
+      // 300 ms of timeout and 1 s of grace: well under the 10 s bound, never for ever.
+      expect(took).toBeLessThan(10_000);
+    } finally {
+      finish();
+      await Promise.all(transactions);
+    }
+    // The attempt that got a connection late passes its grant on: the lock ends free.
+    const deadline = Date.now() + 5_000;
+    let state = await app.service.inspect('no-connection');
+    while (state !== null && state.status !== 'free' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      state = await app.service.inspect('no-connection');
+    }
+    expect(state === null || state.status === 'free').toBe(true);
+    const lock = await app.service.lock('no-connection', 1_000);
+    await lock.unlock();
+  });
+});
