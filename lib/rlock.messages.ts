@@ -48,6 +48,13 @@ export const MESSAGES = {
   tableMissing: (table: string) =>
     `The lock table "${table}" or its waiters table "${table}_waiters" does not exist. Either let TypeORM create them (synchronize: true with autoLoadEntities: true, or add ...createRLockEntities() to your entities), ` +
     `or add createRLockMigration() (a new database) or createRLockWaitersMigration() (upgrading from 0.1) to your migrations and run them.`,
+  schemaOutdated: (table: string, version: number, needed: number) =>
+    `The lock table "${table}" has schema version ${version}; this version of nestjs-rlock needs version ${needed}. ` +
+    `Add createRLockWaitersMigration(${table === 'rlock' ? '' : `'${table}'`}) to your data source's migrations and run them ` +
+    `(it creates the waiters table "${table}_waiters" and drops the unused column "wanted_at"), ` +
+    `or let TypeORM synchronize the entities of createRLockEntities().`,
+  schemaNewer: (table: string, version: number, supported: number) =>
+    `The lock table "${table}" has schema version ${version}, newer than the ${supported} this version of nestjs-rlock knows: upgrade nestjs-rlock in every application that uses this table.`,
   dataSourceNotInitialized: 'The TypeORM data source given to RLockModule is not initialized.',
   health: {
     unreachable: (why: string) => `The lock database does not answer: ${why}`,

@@ -17,6 +17,7 @@ import type {
   StoredLock,
 } from './dialects/dialect.interface';
 import { AcquireTimeoutError } from './errors/acquire-timeout.error';
+import { RLOCK_SCHEMA_VERSION } from './entities/schema-version';
 import { ErrorCodec } from './errors/error-codec';
 import { ForceReleasedError } from './errors/force-released.error';
 import { InvalidArgumentError } from './errors/invalid-argument.error';
@@ -125,15 +126,26 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     return this.emitter.events$;
   }
 
-  /** Checks the lock table and opens the dialect's connections. */
+  /** Checks the lock tables and their schema version, and opens the dialect's connections. */
   async onModuleInit(): Promise<void> {
     let exists: boolean;
+    let version = 0;
     try {
       exists = await this.dialect.init();
+      if (exists) version = await this.dialect.schemaVersion(RLOCK_SCHEMA_VERSION);
     } catch (error) {
       throw new LockDatabaseError(MESSAGES.databaseError('startup', undefined), error);
     }
-    if (!exists) throw new RLockConfigurationError(MESSAGES.tableMissing(this.options.tableName));
+    const table = this.options.tableName;
+    if (!exists) throw new RLockConfigurationError(MESSAGES.tableMissing(table));
+    if (version < RLOCK_SCHEMA_VERSION) {
+      throw new RLockConfigurationError(
+        MESSAGES.schemaOutdated(table, version, RLOCK_SCHEMA_VERSION),
+      );
+    }
+    if (version > RLOCK_SCHEMA_VERSION) {
+      throw new RLockConfigurationError(MESSAGES.schemaNewer(table, version, RLOCK_SCHEMA_VERSION));
+    }
   }
 
   /** Stops renewals, turns waiters away (giving their places up) and closes the dialect's own connections. */

@@ -117,6 +117,12 @@ export interface LockDialect {
   readonly database: string;
   /** Prepares connections and checks that the lock table exists (false when missing). */
   init(): Promise<boolean>;
+  /**
+   * The schema version of the lock tables (see `RLOCK_SCHEMA_VERSION`): 1 without a waiters
+   * table; else the version its schema row stores, written as `current` when missing (a
+   * table TypeORM synchronized). Called after `init()` found the lock table.
+   */
+  schemaVersion(current: number): Promise<number>;
   /** One atomic attempt: grants only a free or expired lock, and only in the line's order. */
   acquire(command: AcquireCommand): Promise<AcquireResult>;
   /** Extends a live lease held with `token`; returns its new end, or null when not held. */

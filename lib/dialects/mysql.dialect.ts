@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
+import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
 import { MysqlDoorbell, type MysqlDoorbellConnection } from '../waiting/mysql-doorbell';
 import type {
@@ -116,6 +117,26 @@ export class MysqlDialect implements LockDialect {
       ) as unknown;
       return new Connection({ config: options });
     });
+  }
+
+  async schemaVersion(current: number): Promise<number> {
+    let rows: Row[];
+    try {
+      rows = await this.query<Row[]>(`SELECT queued_at FROM ${this.waiters} WHERE token = ?`, [
+        SCHEMA_ROW.token,
+      ]);
+    } catch (error) {
+      if ((error as { errno?: number }).errno === ER_NO_SUCH_TABLE) return 1;
+      throw error;
+    }
+    if (rows[0] !== undefined) return toNumber(rows[0].queued_at);
+    const r = SCHEMA_ROW;
+    await this.query(
+      `INSERT IGNORE INTO ${this.waiters} (token, lock_id, holder, ttl_ms, owner, queued_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      [r.token, r.lockId, r.holder, r.ttlMs, r.owner, current, r.expiresAt],
+    );
+    return current;
   }
 
   async probe(): Promise<boolean> {

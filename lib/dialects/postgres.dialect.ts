@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
+import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
 import { PostgresDoorbell, type PgListenClient } from '../waiting/postgres-doorbell';
 import type {
@@ -83,6 +84,23 @@ export class PostgresDialect implements LockDialect {
       },
       this.channelPrefix,
     );
+  }
+
+  async schemaVersion(current: number): Promise<number> {
+    let rows: Record<string, unknown>[];
+    try {
+      ({ rows } = await this.pool.query({ ...this.sql.schemaVersion, values: [SCHEMA_ROW.token] }));
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01') return 1;
+      throw error;
+    }
+    if (rows[0] !== undefined) return toNumber(rows[0].queued_at);
+    const r = SCHEMA_ROW;
+    await this.pool.query({
+      ...this.sql.stampSchema,
+      values: [r.token, r.lockId, r.holder, r.ttlMs, r.owner, current, r.expiresAt],
+    });
+    return current;
   }
 
   async probe(): Promise<boolean> {
@@ -290,7 +308,13 @@ function acquireStatement(table: string, waiters: string, fromPlace: boolean): s
 function statements(table: string, waiters: string, id: string, notifies: boolean) {
   const named = (suffix: string, text: string) => ({ name: `rlock:${id}:${suffix}`, text });
   return {
-    probe: named('probe', `SELECT 1 FROM ${table}, ${waiters} WHERE false`),
+    probe: named('probe', `SELECT 1 FROM ${table} WHERE false`),
+    schemaVersion: named('schema-version', `SELECT queued_at FROM ${waiters} WHERE token = $1`),
+    stampSchema: named(
+      'stamp-schema',
+      `INSERT INTO ${waiters} (token, lock_id, holder, ttl_ms, owner, queued_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (token) DO NOTHING`,
+    ),
     // A conditional UPDATE writes nothing when the lock is held; the second branch reports
     // the holder's lease end so that a waiter knows when it could expire.
     acquire: named('acquire', acquireStatement(table, waiters, false)),

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { DataSource } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
+import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
 import { SocketDoorbell } from '../waiting/socket-doorbell';
 import type {
@@ -75,7 +76,34 @@ export class SqliteDialect implements LockDialect {
       this.ownConnection = true;
       await this.retryBusy(() => this.db.pragma('journal_mode = WAL'));
     }
-    if (!(await this.probe())) return false;
+    return this.tableExists(this.tableName.split('.').pop()!);
+  }
+
+  async schemaVersion(current: number): Promise<number> {
+    const waiters = waiterTableName(this.tableName.split('.').pop()!);
+    if (!this.tableExists(waiters)) return 1;
+    const row = this.db
+      .prepare(`SELECT queued_at FROM "${waiters}" WHERE token = ?`)
+      .get(SCHEMA_ROW.token);
+    let version = current;
+    if (row !== undefined) version = Number(row.queued_at);
+    else {
+      const r = SCHEMA_ROW;
+      await this.retryBusy(() =>
+        this.db
+          .prepare(
+            `INSERT OR IGNORE INTO "${waiters}" (token, lock_id, holder, ttl_ms, owner, queued_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(r.token, r.lockId, r.holder, r.ttlMs, r.owner, current, r.expiresAt),
+      );
+    }
+    if (version === current) this.prepareAll();
+    return version;
+  }
+
+  /** Prepares every statement (the tables have the current schema). */
+  private prepareAll(): void {
     this.sql = this.prepare();
     const tx = this.db.transaction((c: AcquireCommand) => this.attemptInTransaction(c));
     this.attempt = (c) => tx.immediate(c);
@@ -95,7 +123,14 @@ export class SqliteDialect implements LockDialect {
       );
     });
     this.enqueueNow = (c) => enqueue.immediate(c);
-    return true;
+  }
+
+  private tableExists(table: string): boolean {
+    return (
+      this.db
+        .prepare(`SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?`)
+        .get(table) !== undefined
+    );
   }
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {

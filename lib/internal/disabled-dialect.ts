@@ -15,6 +15,10 @@ export class DisabledDialect implements LockDialect {
 
   async close(): Promise<void> {}
 
+  async schemaVersion(current: number): Promise<number> {
+    return current;
+  }
+
   acquire(): Promise<never> {
     return this.refuse();
   }

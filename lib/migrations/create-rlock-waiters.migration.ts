@@ -5,9 +5,13 @@ import {
   waiterTableName,
 } from '../entities/rlock-waiter.entity';
 import { splitTableName } from '../entities/rlock.entity';
+import { RLOCK_SCHEMA_VERSION, SCHEMA_ROW } from '../entities/schema-version';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 
-/** Creates the waiters table of `tableName` with its indexes (no-op when it exists). */
+/**
+ * Creates the waiters table of `tableName` with its indexes (no-op when it exists) and
+ * records the schema version in it.
+ */
 export async function createWaitersTable(queryRunner: QueryRunner, tableName: string) {
   const { schema, table } = splitTableName(waiterTableName(tableName));
   await queryRunner.createTable(
@@ -27,6 +31,30 @@ export async function createWaitersTable(queryRunner: QueryRunner, tableName: st
     }),
     true,
   );
+  const r = SCHEMA_ROW;
+  await queryRunner.manager
+    .createQueryBuilder()
+    .insert()
+    .into(schema ? `${schema}.${table}` : table, [
+      'token',
+      'lock_id',
+      'holder',
+      'ttl_ms',
+      'owner',
+      'queued_at',
+      'expires_at',
+    ])
+    .values({
+      token: r.token,
+      lock_id: r.lockId,
+      holder: r.holder,
+      ttl_ms: r.ttlMs,
+      owner: r.owner,
+      queued_at: String(RLOCK_SCHEMA_VERSION),
+      expires_at: r.expiresAt,
+    })
+    .orIgnore()
+    .execute();
 }
 
 /** Drops the waiters table of `tableName` (no-op when missing). */
