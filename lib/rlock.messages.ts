@@ -48,6 +48,8 @@ export const MESSAGES = {
   tableMissing: (table: string) =>
     `The lock table "${table}" or its waiters table "${table}_waiters" does not exist. Either let TypeORM create them (synchronize: true with autoLoadEntities: true, or add ...createRLockEntities() to your entities), ` +
     `or add createRLockMigration() (a new database) or createRLockWaitersMigration() (upgrading from 0.1) to your migrations and run them.`,
+  sqliteSelfDeadlock:
+    'Self-deadlock: this process holds a write transaction on the SQLite file through TypeORM\'s connection, and the lock statements run on a connection of their own, which cannot write until that transaction ends. Take the lock before opening the transaction (or outside it).',
   schemaOutdated: (table: string, version: number, needed: number) =>
     `The lock table "${table}" has schema version ${version}; this version of nestjs-rlock needs version ${needed}. ` +
     `Add createRLockWaitersMigration(${table === 'rlock' ? '' : `'${table}'`}) to your data source's migrations and run them ` +

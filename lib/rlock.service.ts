@@ -19,6 +19,7 @@ import type {
 import { AcquireTimeoutError } from './errors/acquire-timeout.error';
 import { RLOCK_SCHEMA_VERSION } from './entities/schema-version';
 import { ErrorCodec } from './errors/error-codec';
+import { RemoteLockError } from './errors/remote-lock.error';
 import { ForceReleasedError } from './errors/force-released.error';
 import { InvalidArgumentError } from './errors/invalid-argument.error';
 import { LeaseExpiredError } from './errors/lease-expired.error';
@@ -397,6 +398,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         place,
       });
     } catch (error) {
+      // The dialect's own typed errors (a self-deadlock) say more than a database failure.
+      if (error instanceof RemoteLockError) throw error;
       throw new LockDatabaseError(MESSAGES.databaseError('acquire', name), error);
     }
     if (!result.acquired) return result;

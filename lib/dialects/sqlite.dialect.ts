@@ -14,6 +14,8 @@ import type {
   ReleaseResult,
   StoredLock,
 } from './dialect.interface';
+import { RLockConfigurationError } from '../errors/rlock-configuration.error';
+import { MESSAGES } from '../rlock.messages';
 import { toStoredLock } from './dialect.utils';
 
 type Row = Record<string, unknown>;
@@ -33,6 +35,7 @@ interface Database {
   transaction<A extends unknown[], R>(fn: (...args: A) => R): { immediate(...args: A): R };
   close(): void;
   readonly open: boolean;
+  readonly inTransaction: boolean;
 }
 type DatabaseConstructor = new (file: string, options?: { timeout?: number }) => Database;
 
@@ -54,6 +57,8 @@ export class SqliteDialect implements LockDialect {
   readonly database = 'SQLite';
   private db!: Database;
   private ownConnection = false;
+  /** TypeORM's connection, when the module has one of its own (a database file). */
+  private shared: Database | undefined;
   private sql!: ReturnType<SqliteDialect['prepare']>;
   private attempt!: (c: AcquireCommand) => AcquireResult;
   private releaseNow!: (c: ReleaseCommand) => ReleaseResult;
@@ -74,6 +79,7 @@ export class SqliteDialect implements LockDialect {
       const BetterSqlite3 = shared.constructor as DatabaseConstructor;
       this.db = new BetterSqlite3(file, { timeout: 0 });
       this.ownConnection = true;
+      this.shared = shared;
       await this.retryBusy(() => this.db.pragma('journal_mode = WAL'));
     }
     return this.tableExists(this.tableName.split('.').pop()!);
@@ -146,9 +152,12 @@ export class SqliteDialect implements LockDialect {
       const row = this.sql.takeFree.get(token, holder, ttlMs, key, key, ...ahead(null));
       return row === undefined ? this.attempt(command) : granted(row);
     } catch (error) {
+      if (!isBusy(error)) throw error;
+      // This process's own transaction on TypeORM's connection may hold the write lock:
+      // then no attempt can ever get in. Say so instead of waiting for the timeout.
+      if (this.shared?.inTransaction) return this.retryBusy(() => this.attempt(command), 1_000);
       // Another process holds SQLite's write lock: this attempt simply did not get in.
-      if (isBusy(error)) return { acquired: false, expiresAtUs: null, nowUs: null };
-      throw error;
+      return { acquired: false, expiresAtUs: null, nowUs: null };
     }
   }
 
@@ -293,14 +302,24 @@ export class SqliteDialect implements LockDialect {
     if (this.ownConnection && this.db.open) this.db.close();
   }
 
-  /** Runs a statement again while another process holds the write lock, without blocking the event loop. */
-  private async retryBusy<T>(run: () => T): Promise<T> {
-    const deadline = performance.now() + BUSY_RETRY_MS;
+  /**
+   * Runs a statement again while another process holds the write lock, without blocking
+   * the event loop. Still busy after `forMs` while TypeORM's connection in this process has
+   * a transaction open: that transaction is what holds the lock (a self-deadlock).
+   */
+  private async retryBusy<T>(run: () => T, forMs = BUSY_RETRY_MS): Promise<T> {
+    const deadline = performance.now() + forMs;
     for (let delay = 1; ; delay = Math.min(delay * 2, 50)) {
       try {
         return run();
       } catch (error) {
-        if (!isBusy(error) || performance.now() > deadline) throw error;
+        if (!isBusy(error)) throw error;
+        if (performance.now() > deadline) {
+          if (this.shared?.inTransaction) {
+            throw new RLockConfigurationError(MESSAGES.sqliteSelfDeadlock, { cause: error });
+          }
+          throw error;
+        }
         await new Promise((resolve) => setTimeout(resolve, delay * (0.5 + Math.random() / 2)));
       }
     }

@@ -1,7 +1,7 @@
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { LockDatabaseError, RLockModule, RLockService } from '../../lib';
+import { LockDatabaseError, RLockConfigurationError, RLockModule, RLockService } from '../../lib';
 import type { LockDialect } from '../../lib/dialects/dialect.interface';
 import { RLOCK_DIALECT } from '../../lib/rlock.constants';
 import { testDatabases, uniqueTableName, type TestDatabase } from '../support/databases';
@@ -122,5 +122,27 @@ describe.each(testDatabases())('RLockService time bounds on $label', (db) => {
     expect(state === null || state.status === 'free').toBe(true);
     const lock = await app.service.lock('no-connection', 1_000);
     await lock.unlock();
+  });
+});
+
+describe('RLockService on SQLite inside a transaction of the application', () => {
+  const db = testDatabases().find((d) => d.kind === 'sqlite')!;
+  it('names the self-deadlock instead of waiting for the timeout', async () => {
+    const app = await startApp(db, uniqueTableName('rlock_self'), 1);
+    try {
+      await app.dataSource.transaction(async (manager) => {
+        // A write: this transaction now holds the file's write lock.
+        await manager.query(`CREATE TABLE self_deadlock_${process.pid} (x INTEGER)`);
+        const started = performance.now();
+        await expect(app.service.lock('self', 30_000)).rejects.toThrow(RLockConfigurationError);
+        await expect(app.service.lock('self', 30_000)).rejects.toThrow(/Self-deadlock/);
+        expect(performance.now() - started).toBeLessThan(10_000);
+      });
+      // Outside the transaction the same call succeeds.
+      const lock = await app.service.lock('self', 1_000);
+      await lock.unlock();
+    } finally {
+      await app.close();
+    }
   });
 });
