@@ -35,6 +35,11 @@ interface StoredError {
 
 const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const OWN_KEYS = new Set(['name', 'message', 'stack', 'cause', 'code']);
+/**
+ * Where a rebuilt error keeps the stored fields whose names are members it inherits
+ * (`toString`, `valueOf`, `hasOwnProperty`, methods of its class, …).
+ */
+export const SHADOWED_FIELDS = 'shadowedFields';
 const MAX_DEPTH = 6;
 const MAX_CAUSES = 3;
 const TRUNCATION_MARK = '… [truncated]';
@@ -108,7 +113,7 @@ export class ErrorCodec {
     if (thrown instanceof Error) {
       seen.add(thrown);
       const stored: StoredError = {
-        type: thrown.constructor?.name || 'Error',
+        type: className(thrown),
         name: typeof thrown.name === 'string' ? thrown.name : 'Error',
         message: typeof thrown.message === 'string' ? thrown.message : String(thrown.message),
       };
@@ -216,9 +221,21 @@ export class ErrorCodec {
     if (stored.code !== undefined) define(error, 'code', stored.code);
     else if (cls === RemoteError) define(error, 'code', 'RLOCK_REMOTE_ERROR');
     if (stored.fields && typeof stored.fields === 'object' && !Array.isArray(stored.fields)) {
+      // A field named after a member the error inherits (toString, valueOf, hasOwnProperty,
+      // a method of its class, …) would shadow it and break the error (String(error)
+      // throws): such fields are kept in `shadowedFields` instead.
+      const shadowed: Record<string, unknown> = {};
+      let hasShadowed = false;
       for (const [key, value] of Object.entries(stored.fields)) {
-        if (!RESERVED_KEYS.has(key) && !OWN_KEYS.has(key)) define(error, key, value);
+        if (RESERVED_KEYS.has(key) || OWN_KEYS.has(key)) continue;
+        if (key in error) {
+          define(shadowed, key, value);
+          hasShadowed = true;
+        } else {
+          define(error, key, value);
+        }
       }
+      if (hasShadowed && !(SHADOWED_FIELDS in error)) define(error, SHADOWED_FIELDS, shadowed);
     }
     if (stored.truncated === true) define(error, 'truncated', true);
     if (stored.cause && typeof stored.cause === 'object' && depth < MAX_CAUSES) {
@@ -242,6 +259,14 @@ function define(target: object, key: string, value: unknown): void {
     configurable: true,
     enumerable: !['message', 'stack', 'name', 'cause'].includes(key),
   });
+}
+
+/** The name of the class of `value` (read from its prototype: an own `constructor` field does not count). */
+function className(value: object): string {
+  const constructor = (Object.getPrototypeOf(value) as { constructor?: unknown } | null)
+    ?.constructor;
+  const name = typeof constructor === 'function' ? constructor.name : undefined;
+  return typeof name === 'string' && name !== '' ? name : 'Error';
 }
 
 function isSeen(value: unknown, seen: WeakSet<object>): boolean {

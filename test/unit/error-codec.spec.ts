@@ -138,6 +138,100 @@ describe('ErrorCodec', () => {
     }
   });
 
+  describe('stored fields named after inherited members', () => {
+    /** Every member of Object.prototype, as an API error body might carry them. */
+    const objectMembers = Object.getOwnPropertyNames(Object.prototype).filter(
+      (key) => key !== '__proto__' && key !== 'constructor',
+    );
+
+    /* eslint-disable no-prototype-builtins -- the members a stored field could shadow, called on purpose */
+    /** Checks that the members an error inherits still work. */
+    const expectWorking = (back: Error, shown: string) => {
+      expect(String(back)).toBe(shown);
+      expect(`${back}`).toBe(shown);
+      expect(back + '').toBe(shown);
+      expect(back.toString()).toBe(shown);
+      expect(back.valueOf()).toBe(back);
+      expect(back.toLocaleString()).toBe(shown);
+      expect(back.hasOwnProperty('message')).toBe(true);
+      expect(back.propertyIsEnumerable('message')).toBe(false);
+      expect(Error.prototype.isPrototypeOf(back)).toBe(true);
+      expect(back.isPrototypeOf({})).toBe(false);
+      expect(Object.getPrototypeOf(back).constructor).toBe(back.constructor);
+      expect(() => JSON.stringify(back)).not.toThrow();
+    };
+
+    /* eslint-enable no-prototype-builtins */
+
+    it('keeps them in shadowedFields, and the rebuilt error keeps working', () => {
+      const c = codec();
+      const error = new Error('api failed') as Error & Record<string, unknown>;
+      for (const key of objectMembers) error[key] = `stored ${key}`;
+      error.status = 400;
+      const back = c.decode(c.encode(error)) as Error & Record<string, unknown>;
+      expectWorking(back, 'Error: api failed');
+      expect(back.status).toBe(400);
+      expect(back.shadowedFields).toEqual(
+        Object.fromEntries(objectMembers.map((key) => [key, `stored ${key}`])),
+      );
+      for (const key of objectMembers) expect(Object.hasOwn(back, key)).toBe(false);
+    });
+
+    it('does so for a thrown plain object (an API error body)', () => {
+      const c = codec();
+      const back = c.decode(
+        c.encode({ message: 'bad request', toString: 'x', valueOf: 'y', statusCode: 400 }),
+      ) as Error & Record<string, unknown>;
+      expectWorking(back, 'Error: bad request');
+      expect(back.statusCode).toBe(400);
+      expect(back.shadowedFields).toEqual({ toString: 'x', valueOf: 'y' });
+    });
+
+    it('does so for JSON written by hand, with nested values and in a cause', () => {
+      const c = codec();
+      const fields =
+        '{"toString":{"a":1},"valueOf":null,"hasOwnProperty":[1],"constructor":"c","__proto__":{"polluted":true},"ok":1}';
+      const back = c.decode(
+        `{"type":"Error","name":"Error","message":"m","fields":${fields},"cause":{"name":"TypeError","message":"inner","fields":${fields}}}`,
+      ) as Error & Record<string, unknown>;
+      expectWorking(back, 'Error: m');
+      expectWorking(back.cause as Error, 'TypeError: inner');
+      expect(back.cause).toBeInstanceOf(TypeError);
+      expect(back.ok).toBe(1);
+      expect(back.shadowedFields).toEqual({
+        toString: { a: 1 },
+        valueOf: null,
+        hasOwnProperty: [1],
+      });
+      expect(back.polluted).toBeUndefined();
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+
+    it("does not shadow the methods of the error's own class", () => {
+      const c = codec();
+      const error = Object.assign(new HttpException('gone', 410), { getStatus: 'x' });
+      const back = c.decode(c.encode(error)) as HttpException & Record<string, unknown>;
+      expect(back).toBeInstanceOf(HttpException);
+      expect(back.getStatus()).toBe(410);
+      expect(back.shadowedFields).toEqual({ getStatus: 'x' });
+      expect(String(back)).toBe('HttpException: gone');
+    });
+
+    it('finds the class from the prototype, whatever an own constructor field says', () => {
+      const c = codec();
+      const error = Object.assign(new RecoverableError('x', 1), { constructor: 'c' });
+      const back = c.decode(c.encode(error));
+      expect(back).toBeInstanceOf(RecoverableError);
+      expect(String(back)).toBe('RecoverableError: x');
+    });
+
+    it('does not add shadowedFields when no field shadows anything', () => {
+      const c = codec();
+      const back = c.decode(c.encode(new RecoverableError('x', 1)));
+      expect('shadowedFields' in back).toBe(false);
+    });
+  });
+
   it('returns a RemoteError for unreadable JSON instead of throwing', () => {
     const c = codec();
     expect(c.decode('not json')).toBeInstanceOf(RemoteError);
