@@ -8,6 +8,7 @@ import { inspectCommand } from './commands/inspect.command';
 import { purgeCommand } from './commands/purge.command';
 import { releaseCommand } from './commands/release.command';
 import { statusCommand } from './commands/status.command';
+import { redactText } from './database-url';
 import { parseDuration } from './duration';
 import { EXIT_CODES } from './exit-codes';
 import { openLockService } from './open-lock-service';
@@ -20,6 +21,14 @@ export interface CliOutput {
 
 /** Runs one command line; resolves with the exit code (never throws). */
 export async function runCli(argv: string[], output: CliOutput): Promise<number> {
+  return run(argv, {
+    out: (text) => output.out(text),
+    // No message may show a password given on the command line, whatever it quotes.
+    err: (text) => output.err(redactText(text, argv)),
+  });
+}
+
+async function run(argv: string[], output: CliOutput): Promise<number> {
   try {
     const args = parseCliArguments(argv);
     if (args.command === 'help') {

@@ -253,6 +253,25 @@ describe('nestjs-rlock command line usage errors', () => {
     expect(stderr).toContain(message);
   });
 
+  it.each([
+    ['postgres://u:secret@h:badport/db', 'postgres://u:***@h:badport/db'],
+    ['mysql://root:secret@127.0.0.1:99999/test', 'mysql://root:***@127.0.0.1:99999/test'],
+    ['mariadb://root:p@ss:secret@h:-1/db', 'mariadb://root:***@h:-1/db'],
+  ])('never prints the password of the unreadable URL %s', async (url, shown) => {
+    const { code, stdout, stderr } = await cli('status', '--url', url);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(`Cannot read the database URL "${shown}"`);
+    expect(stderr).not.toContain('secret');
+  });
+
+  it('never prints the password of a URL given where it is not expected', async () => {
+    const { code, stderr } = await cli('status', 'postgres://u:secret@h/db', '--url', 'x.db');
+    expect(code).toBe(2);
+    expect(stderr).toContain('Unexpected argument(s): postgres://u:***@h/db');
+    expect(stderr).not.toContain('secret');
+  });
+
   it('exits with 3 when the database is unreachable or the SQLite file does not exist', async () => {
     const refused = await cli('status', '--url', 'postgres://postgres:secret@127.0.0.1:1/test');
     expectExit(refused, 3);
