@@ -22,6 +22,7 @@ export type {
   RLockRuntimeOptions,
 } from './interfaces/rlock-module-options.interface';
 export type { LockOptions, WithLockOptions } from './interfaces/lock-options.interface';
+export type { ForceReleaseOptions } from './interfaces/force-release-options.interface';
 export type { LockState, LockOutcome } from './interfaces/lock-state.interface';
 export type * from './events/rlock-event.interface';
 export { createRLockEntity, createRLockEntities, type RLockRow } from './entities/rlock.entity';

@@ -10,6 +10,14 @@ export const MESSAGES = {
   lostTakenOver: 'its lease ran out and the lock is now held by someone else or was force-released',
   lostReleased: 'it was already released',
   lostShutdown: 'the application is shutting down',
+  lostShutdownGrace:
+    'the application shut down and its section did not finish within shutdownGraceMs; the lock is left to expire',
+  lostUnreleased:
+    'its release failed and its lease ran out before a retry went through (the next holder finds a LeaseExpiredError)',
+  lostErrorDropped: (why: string) =>
+    `${why}; the error passed to unlock(error) was not recorded for the next holder (the lock's row is no longer this holder's)`,
+  lostOutcomeUnrecorded: (why: string) =>
+    `${why}; the release tried anyway failed, so the outcome was not recorded`,
   reentry: (name: string) =>
     `The lock "${name}" is already held by this locked section; asking for it again would wait for itself. ` +
     'Pass { reentrant: true } to reuse the lock held by the enclosing section.',
@@ -41,7 +49,11 @@ export const MESSAGES = {
     tableName: (got: string) =>
       `tableName must be an SQL identifier (letters, digits, _; optionally schema.table; a schema of at most 63 characters, a table of at most 49); got ${got}.`,
     errorClasses: (got: string) => `errors must be an array of Error classes; got ${got}.`,
+    period: (got: string) =>
+      `oncePer must be a period in milliseconds (a positive integer) or a duration such as '30s', '1m', '1h' or '1d'; got ${got}.`,
     reason: (got: string) => `reason must be a string of at most 1000 characters; got ${got}.`,
+    fence: (got: string) =>
+      `fence must be a fence shown by inspect() (a non-negative integer); got ${got}.`,
   },
   unsupportedDatabase: (type: string) =>
     `nestjs-rlock does not support the TypeORM driver "${type}". Supported: "better-sqlite3" (SQLite), "postgres" (PostgreSQL, CockroachDB), "mysql" and "mariadb" (MySQL, MariaDB through mysql2).`,
@@ -49,7 +61,9 @@ export const MESSAGES = {
     `The lock table "${table}" or its waiters table "${table}_waiters" does not exist. Either let TypeORM create them (synchronize: true with autoLoadEntities: true, or add ...createRLockEntities() to your entities), ` +
     `or add createRLockMigration() (a new database) or createRLockWaitersMigration() (upgrading from 0.1) to your migrations and run them.`,
   sqliteSelfDeadlock:
-    'Self-deadlock: this process holds a write transaction on the SQLite file through TypeORM\'s connection, and the lock statements run on a connection of their own, which cannot write until that transaction ends. Take the lock before opening the transaction (or outside it).',
+    "Self-deadlock: this process holds a write transaction on the SQLite file through TypeORM's connection, and the lock statements run on a connection of their own, which cannot write until that transaction ends. Take the lock before opening the transaction (or outside it).",
+  holdLimitExceeded:
+    'The holding reached its maxHoldMs: the lock was freed while its holder may still have been running.',
   schemaOutdated: (table: string, version: number, needed: number) =>
     `The lock table "${table}" has schema version ${version}; this version of nestjs-rlock needs version ${needed}. ` +
     `Add createRLockWaitersMigration(${table === 'rlock' ? '' : `'${table}'`}) to your data source's migrations and run them ` +
@@ -111,6 +125,8 @@ Exit codes: 0 ok, 1 failed or declined, 2 bad usage or URL, 3 database unreachab
     released: (name: string, holder: string, fence: number) =>
       `Released the lock "${name}" (was held by ${holder}, fence ${fence}); the next holder finds a ForceReleasedError.`,
     notHeld: (name: string) => `The lock "${name}" is not held: nothing to release.`,
+    changedHands: (name: string, holder: string, fence: number, now: string, nowFence: number) =>
+      `Not released: the lock "${name}" changed hands since it was shown (held by ${holder}, fence ${fence}); it is now held by ${now} (fence ${nowFence}). Run the command again to release that holding.`,
     defaultReason: (who: string) => `Force-released by ${who} with the nestjs-rlock command line.`,
     purged: (count: number, age: string) =>
       `Deleted ${count} row${count === 1 ? '' : 's'} of locks unused for ${age}.`,
@@ -133,6 +149,9 @@ Exit codes: 0 ok, 1 failed or declined, 2 bad usage or URL, 3 database unreachab
     name: (got: string) =>
       `The name of @WithRemoteLock must be a lock name (a string) or a function of the method's arguments returning one; got ${got}.`,
     onLocked: (got: string) => `onLocked must be 'throw' or 'skip'; got ${got}.`,
+    notSubscribed: (method: string, waitMs: number) =>
+      `the Observable ${method} returned was not subscribed to within ${waitMs} ms, so the lock was released without running it ` +
+      '(subscribe at once to the Observable a @WithRemoteLock method returns, or declare Observable<…> as its return type to lock on subscribe)',
   },
   disabled:
     'RLockModule is disabled (forRoot({ disabled: true })): decorated methods run without a lock, and RLockService takes no locks.',
@@ -163,6 +182,9 @@ Exit codes: 0 ok, 1 failed or declined, 2 bad usage or URL, 3 database unreachab
       `Could not release the lock "${name}"; it stays held until its lease ends: ${why}`,
     renewalFailed: (name: string, why: string) =>
       `Could not renew the lease of the lock "${name}"; trying again while the lease lasts: ${why}`,
+    shutdownAbandoned: (names: readonly string[], graceMs: number) =>
+      `Shutting down: ${names.length} locked section${names.length === 1 ? '' : 's'} did not finish within ${graceMs} ms (shutdownGraceMs): ` +
+      `${names.map((name) => `"${name}"`).join(', ')}. Their signals are aborted and their locks are left to expire.`,
     forceReleased: (name: string, released: boolean, reason: string | undefined) =>
       released
         ? `Force-released the lock "${name}"${reason === undefined ? '' : `: ${reason}`}.`

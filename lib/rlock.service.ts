@@ -4,6 +4,7 @@ import {
   Inject,
   Injectable,
   Logger,
+  type BeforeApplicationShutdown,
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
@@ -21,6 +22,7 @@ import { RLOCK_SCHEMA_VERSION } from './entities/schema-version';
 import { ErrorCodec } from './errors/error-codec';
 import { RemoteLockError } from './errors/remote-lock.error';
 import { ForceReleasedError } from './errors/force-released.error';
+import { HoldLimitExceededError } from './errors/hold-limit-exceeded.error';
 import { InvalidArgumentError } from './errors/invalid-argument.error';
 import { LeaseExpiredError } from './errors/lease-expired.error';
 import { LockDatabaseError } from './errors/lock-database.error';
@@ -35,6 +37,7 @@ import {
   type LockOptions,
   type WithLockOptions,
 } from './interfaces/lock-options.interface';
+import type { ForceReleaseOptions } from './interfaces/force-release-options.interface';
 import type { LockOutcome, LockState } from './interfaces/lock-state.interface';
 import { lockContext, runInLockScope } from './internal/lock-context';
 import { lockKey } from './internal/lock-key';
@@ -48,12 +51,13 @@ import {
   assertOptionalSignal,
   assertOptions,
   describe,
+  parsePeriod,
 } from './internal/validate';
 import {
+  abandon,
   passOnLock,
   reenteredLock,
   RemoteLock,
-  stopRenewal,
   unlockWithError,
   type ReleaseOutcome,
 } from './remote-lock';
@@ -68,6 +72,9 @@ interface CallOptions {
   signal: AbortSignal | undefined;
   /** performance.now() when the call began. */
   startedAt: number;
+  minHoldMs: number | null;
+  maxHoldMs: number | null;
+  oncePerMs: number | null;
 }
 
 /**
@@ -76,7 +83,9 @@ interface CallOptions {
  * @publicApi
  */
 @Injectable()
-export class RLockService implements OnModuleInit, OnApplicationShutdown {
+export class RLockService
+  implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown
+{
   private readonly logger = new Logger(RLockService.name);
   private readonly codec: ErrorCodec;
   private readonly held = new Set<RemoteLock>();
@@ -87,6 +96,10 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   /** This process, as its places in the lock lines name it. */
   private readonly owner = randomBytes(6).toString('hex');
   private closing = false;
+  /** The shutdown's grace (see `beforeApplicationShutdown`), once it began. */
+  private draining: Promise<void> | undefined;
+  /** Called when the last held lock settles during the grace. */
+  private drained: (() => void) | undefined;
 
   constructor(
     @Inject(RLOCK_MODULE_OPTIONS) private readonly options: ResolvedRLockOptions,
@@ -106,7 +119,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
           this.toLock(request.name, request.key, token, request, grant, sentAt),
         passOn: async (key, token, lock) => {
           if (lock) await passOnLock(lock);
-          else await this.release(key, token, 'pass', undefined);
+          else await this.release(key, token, 'pass', undefined, null);
         },
         timedOut: (request) =>
           this.emitter.timedOut(request.name, request.timeoutMs, request.startedAt),
@@ -149,12 +162,45 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Stops renewals, turns waiters away (giving their places up) and closes the dialect's own connections. */
+  /**
+   * Shutdown, before any module closes its connections: new locks and waiters fail with
+   * ShuttingDownError (waiters give their places up), while held locks keep renewing for
+   * `shutdownGraceMs` so that their sections finish and release with their real outcomes.
+   * Sections still running at the end of the grace get their `signal` aborted and their
+   * locks are left to expire (never freed under running work); a warning names them.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.drain();
+  }
+
+  /** Shutdown, last: the grace (if `beforeApplicationShutdown` did not run it), then closes the dialect's own connections. */
   async onApplicationShutdown(): Promise<void> {
-    this.closing = true;
-    for (const lock of this.held) stopRenewal(lock);
-    await this.room.close();
+    await this.drain();
     await this.dialect.close();
+  }
+
+  private drain(): Promise<void> {
+    return (this.draining ??= this.drainHeld());
+  }
+
+  private async drainHeld(): Promise<void> {
+    this.closing = true;
+    const roomClosed = this.room.close();
+    if (this.held.size > 0) {
+      const graceMs = this.options.shutdownGraceMs;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => (this.drained = resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+      this.drained = undefined;
+      const abandoned = [...this.held].filter((lock) => abandon(lock)).map((lock) => lock.name);
+      if (abandoned.length > 0) {
+        this.logger.warn(MESSAGES.log.shutdownAbandoned(abandoned, graceMs));
+      }
+    }
+    await roomClosed;
   }
 
   /**
@@ -203,7 +249,8 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     const enclosing = lockContext.getStore()?.held.get(name);
     if (enclosing?.isHeld) {
       if (!call.reentrant) throw new LockReentryError(name);
-      return fn(enclosing);
+      // A handle of its own, as lock() gives: its unlock() leaves the enclosing lock held.
+      return this.runHolding(reenteredLock(enclosing), fn);
     }
     const lock = await this.acquire(name, timeoutMs, call);
     return await this.runHolding(lock, fn);
@@ -234,6 +281,11 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     return this.options.disabled;
   }
 
+  /** The module's `acquireTimeoutMs`: how long `lock()`, `withLock()` and `@WithRemoteLock` wait unless told. */
+  get defaultAcquireTimeoutMs(): number {
+    return this.options.acquireTimeoutMs;
+  }
+
   /** The lock held by the running locked section (`withLock` or `@WithRemoteLock`), or null. */
   current(): RemoteLock | null {
     return lockContext.getStore()?.current ?? null;
@@ -253,27 +305,39 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * Frees a lock whoever holds it (an operator's tool for a stuck lock). The fence is
-   * bumped, the evicted holder's renewals fail and its `signal` aborts; the next holder
-   * finds a {@link ForceReleasedError} with `reason` in `lastError`. Resolves to false
-   * when the lock was not held.
+   * Frees a lock whoever holds it (an operator's tool for a stuck lock). With `fence`, only
+   * the holding granted with that fence (the one `inspect()` showed): if the lock was
+   * released or changed hands since, nothing is released. The fence is bumped, the evicted
+   * holder's renewals fail and its `signal` aborts; the next holder finds a
+   * {@link ForceReleasedError} with `reason` in `lastError`. Resolves to false when nothing
+   * was released (the lock was free, or held with another fence).
+   * `forceRelease(name, reason)` is `forceRelease(name, { reason })`.
    */
-  async forceRelease(name: string, reason?: string): Promise<boolean> {
+  async forceRelease(name: string, options?: string | ForceReleaseOptions): Promise<boolean> {
     assertLockName(name);
+    const isObject = typeof options === 'object' && options !== null && !Array.isArray(options);
+    if (isObject) assertOptions(options, 'forceRelease options', ['reason', 'fence']);
+    const { reason, fence } = isObject ? options : { reason: options, fence: undefined };
     if (reason !== undefined && (typeof reason !== 'string' || reason.length > 1000)) {
       throw new InvalidArgumentError('reason', MESSAGES.invalid.reason(describe(reason)));
     }
+    if (fence !== undefined && !(Number.isSafeInteger(fence) && fence >= 0)) {
+      throw new InvalidArgumentError('fence', MESSAGES.invalid.fence(describe(fence)));
+    }
     const error = this.codec.encode(new ForceReleasedError(reason));
     const released = await this.database('force release', name, () =>
-      this.dialect.forceRelease(lockKey(name), error),
+      this.dialect.forceRelease(lockKey(name), error, fence),
     );
     this.emitter.forceReleased(name, reason, released);
     return released;
   }
 
   /**
-   * Deletes the rows of locks that are free (or whose lease ran out) and were not used
-   * for `olderThan` milliseconds (database clock). Resolves to how many were deleted.
+   * Deletes the rows of locks that were released (are free) and not used for `olderThan`
+   * milliseconds (database clock), unless a process waits for them; never the row of a
+   * holder whose lease ran out (its next holder must get the `LeaseExpiredError`). Also
+   * deletes the places in line of processes that died. Resolves to how many lock rows were
+   * deleted.
    */
   async purge(options: { olderThan: number }): Promise<number> {
     assertOptions(options, 'purge options', ['olderThan']);
@@ -295,7 +359,9 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     this.assertOpen(call.signal);
     const key = lockKey(name);
     // Callers of this process already wait for it, or hold it: join them, no attempt.
-    if (timeoutMs === 0 || !(this.room.hasLine(key) || this.heldHere(key))) {
+    // (A run of a period, `oncePer`, makes exactly one attempt.)
+    const once = timeoutMs === 0 || call.oncePerMs !== null;
+    if (once || !(this.room.hasLine(key) || this.heldHere(key))) {
       const result = await this.bounded(
         this.attemptRaw(name, key, call, ownerToken(), null),
         name,
@@ -303,7 +369,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         call.startedAt + timeoutMs + ATTEMPT_GRACE_MS,
       );
       if (result instanceof RemoteLock) return result;
-      if (timeoutMs === 0) {
+      if (once) {
         this.emitter.timedOut(name, timeoutMs, call.startedAt);
         throw new AcquireTimeoutError(name, timeoutMs);
       }
@@ -313,6 +379,9 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       name,
       key,
       ttlMs: call.ttlMs,
+      minHoldMs: call.minHoldMs,
+      maxHoldMs: call.maxHoldMs,
+      oncePerMs: null,
       timeoutMs,
       deadline: call.startedAt + timeoutMs,
       signal: call.signal,
@@ -379,7 +448,10 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private async attemptRaw(
     name: string,
     key: string,
-    call: Pick<CallOptions, 'ttlMs' | 'signal' | 'startedAt'>,
+    call: Pick<
+      CallOptions,
+      'ttlMs' | 'signal' | 'startedAt' | 'minHoldMs' | 'maxHoldMs' | 'oncePerMs'
+    >,
     token: string,
     place: Place | null,
   ): Promise<RemoteLock | NotGranted> {
@@ -395,6 +467,9 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         holder: this.options.holder,
         ttlMs: call.ttlMs,
         leaseExpiredMessage: MESSAGES.leaseExpired,
+        holdLimitMessage: MESSAGES.holdLimitExceeded,
+        maxHoldMs: call.maxHoldMs,
+        oncePerMs: call.oncePerMs,
         place,
       });
     } catch (error) {
@@ -417,7 +492,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     name: string,
     key: string,
     token: string,
-    call: Pick<CallOptions, 'ttlMs' | 'startedAt'>,
+    call: Pick<CallOptions, 'ttlMs' | 'startedAt' | 'minHoldMs'>,
     grant: Granted,
     sentAt: number,
   ): RemoteLock {
@@ -434,7 +509,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         ttlMs: call.ttlMs,
         renew: (ttlMs) =>
           this.database('renewal', name, () => this.dialect.extend(key, token, ttlMs)),
-        release: (outcome, error) => this.release(key, token, outcome, error),
+        release: (outcome, error) => this.release(key, token, outcome, error, call.minHoldMs),
         events: this.emitter,
         grantedAt: performance.now(),
         settled: (settledLock) => {
@@ -442,6 +517,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
           const locks = this.heldByKey.get(key);
           locks?.delete(settledLock);
           if (locks?.size === 0) this.heldByKey.delete(key);
+          if (this.held.size === 0) this.drained?.();
         },
       },
     });
@@ -467,6 +543,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     token: string,
     outcome: ReleaseOutcome,
     error: unknown,
+    minHoldMs: number | null,
   ): Promise<boolean> {
     // A place of this process being given up: let it go first, rather than hand it the lock.
     const leaving = this.room.settled(key);
@@ -477,6 +554,7 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       outcome,
       error: outcome === 'error' ? this.codec.encode(error) : null,
       handoffLeaseMs: HANDOFF_LEASE_MS,
+      minHoldMs,
     });
     if (result.handedTo === this.owner) this.room.handedHere(key);
     else if (result.ring) this.room.ring(result.ring.doorbell, result.ring.token);
@@ -493,12 +571,20 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
   private lastError(outcome: LockOutcome | null, stored: string | null): Error | null {
     if (outcome === null || outcome === 'released') return null;
     if (stored !== null) return this.codec.decode(stored);
+    if (outcome === 'overran') return new HoldLimitExceededError();
     return outcome === 'expired' ? new LeaseExpiredError() : new ForceReleasedError();
   }
 
   private toState(row: StoredLock): LockState {
-    const status =
-      row.token === null ? 'free' : (row.expiresAtUs ?? 0) > row.nowUs ? 'held' : 'expired';
+    // Released with a minimum hold left: still taken.
+    const minHeld = row.token === null && (row.holdUntilUs ?? 0) > row.nowUs;
+    const status = minHeld
+      ? 'held'
+      : row.token === null
+        ? 'free'
+        : (row.expiresAtUs ?? 0) > row.nowUs
+          ? 'held'
+          : 'expired';
     const date = (us: number | null) => (us === null ? null : new Date(us / 1000));
     const state: LockState = {
       name: row.name,
@@ -506,12 +592,24 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
       holder: row.holder,
       fence: row.fence,
       acquiredAt: date(row.acquiredAtUs),
-      expiresAt: status === 'free' ? null : date(row.expiresAtUs),
+      expiresAt: status === 'free' ? null : date(minHeld ? row.holdUntilUs : row.expiresAtUs),
       releasedAt: date(row.releasedAtUs),
       lastOutcome: row.lastOutcome,
       lastError: this.lastError(row.lastOutcome, row.lastError),
+      holdUntil: minHeld ? date(row.holdUntilUs) : null,
+      holdLimit: date(row.holdLimitUs),
+      lastTickAt: date(row.lastTickAtUs),
     };
-    if (status === 'expired') {
+    const overran =
+      row.holdLimitUs !== null && row.expiresAtUs !== null && row.expiresAtUs >= row.holdLimitUs;
+    if (status === 'expired' && overran) {
+      state.lastOutcome = 'overran';
+      state.lastError = new HoldLimitExceededError(row.name, {
+        holder: row.holder,
+        fence: row.fence,
+        limitAt: Math.floor(row.holdLimitUs! / 1000),
+      });
+    } else if (status === 'expired') {
       state.lastOutcome = 'expired';
       state.lastError = new LeaseExpiredError(MESSAGES.leaseExpired, {
         holder: row.holder,
@@ -535,6 +633,9 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
         reentrant: false,
         signal: undefined,
         startedAt: performance.now(),
+        minHoldMs: null,
+        maxHoldMs: null,
+        oncePerMs: null,
       };
     }
     assertOptions(options, 'options', known);
@@ -542,11 +643,16 @@ export class RLockService implements OnModuleInit, OnApplicationShutdown {
     if (o.ttlMs !== undefined) assertDuration(o.ttlMs, 'ttlMs', RLOCK_LIMITS.minTtlMs);
     assertOptionalBoolean(o.reentrant, 'reentrant');
     assertOptionalSignal(o.signal, 'signal');
+    if (o.minHoldMs !== undefined) assertDuration(o.minHoldMs, 'minHoldMs', 0);
+    if (o.maxHoldMs !== undefined) assertDuration(o.maxHoldMs, 'maxHoldMs', RLOCK_LIMITS.minTtlMs);
     return {
       ttlMs: o.ttlMs ?? this.options.ttlMs,
       reentrant: o.reentrant ?? false,
       signal: o.signal,
       startedAt: performance.now(),
+      minHoldMs: o.minHoldMs ?? null,
+      maxHoldMs: o.maxHoldMs ?? null,
+      oncePerMs: o.oncePer === undefined ? null : parsePeriod(o.oncePer),
     };
   }
 

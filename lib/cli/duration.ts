@@ -1,21 +1,12 @@
+import { durationMs } from '../internal/duration';
 import { MESSAGES } from '../rlock.messages';
 import { CliError } from './cli.error';
 import { EXIT_CODES } from './exit-codes';
 
-const UNIT_MS: Record<string, number> = {
-  ms: 1,
-  s: 1_000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
 /** Parses an age such as `7d`, `12h`, `30m`, `45s` or `500ms` into milliseconds. */
 export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(text.trim());
-  const ms = match === null ? NaN : Math.round(Number(match[1]) * UNIT_MS[match[2]]);
-  if (!Number.isSafeInteger(ms) || ms > Number.MAX_SAFE_INTEGER / 1000) {
+  const ms = durationMs(text);
+  if (ms === null) {
     throw new CliError(MESSAGES.cli.badArguments(MESSAGES.cli.badDuration(text)), EXIT_CODES.usage);
   }
   return ms;

@@ -12,6 +12,12 @@ export interface StoredLock {
   releasedAtUs: number | null;
   lastOutcome: LockOutcome | null;
   lastError: string | null;
+  /** After a release with a minimum hold: the lock stays taken until then. */
+  holdUntilUs: number | null;
+  /** The current (or last) holding's hold limit (`maxHoldMs`). */
+  holdLimitUs: number | null;
+  /** Start of the period (`oncePer`) whose run last took the lock. */
+  lastTickAtUs: number | null;
   /** The database clock when the row was read. */
   nowUs: number;
 }
@@ -35,6 +41,12 @@ export interface AcquireCommand {
   ttlMs: number;
   /** Message stored as the `LeaseExpiredError` when this attempt takes over an expired lease. */
   leaseExpiredMessage: string;
+  /** Message stored as the `HoldLimitExceededError` when it takes over a holding that reached its limit. */
+  holdLimitMessage: string;
+  /** The holding ends this long after the grant, renewed or not (null: no limit). */
+  maxHoldMs: number | null;
+  /** Grant only if no run of the current period of this length took the lock yet (null: any time). */
+  oncePerMs: number | null;
   /**
    * The caller's place in line. Without one, a free lock is granted only when nobody waits
    * for it; with one, only when no live place is ahead of it (and the place is removed).
@@ -57,6 +69,8 @@ export interface Granted {
   lastError: string | null;
   /** The database clock when read, for a grant read after a hand-off (whose lease is shorter than asked). */
   nowUs?: number;
+  /** When the holding must end (`maxHoldMs`), or null. */
+  holdLimitUs: number | null;
 }
 
 /** An attempt that did not get the lock. */
@@ -75,6 +89,8 @@ export interface EnqueueCommand {
   token: string;
   holder: string;
   ttlMs: number;
+  /** The waiter's hold limit, applied by the hand-off (null: none). */
+  maxHoldMs: number | null;
   /** The process the place belongs to (see `renewPlaces`), and whose doorbell a hand-off rings. */
   owner: string;
   /** How to ring this process's doorbell (dialect-specific address), or null. */
@@ -92,6 +108,8 @@ export interface ReleaseCommand {
   error: string | null;
   /** Lease of the next holder until it renews (capped by its own ttl). */
   handoffLeaseMs: number;
+  /** The releasing holding's minimum hold: the lock stays taken until this long after its grant (null: none). */
+  minHoldMs: number | null;
 }
 
 /** What a release did. */
@@ -125,17 +143,24 @@ export interface LockDialect {
   schemaVersion(current: number): Promise<number>;
   /** One atomic attempt: grants only a free or expired lock, and only in the line's order. */
   acquire(command: AcquireCommand): Promise<AcquireResult>;
-  /** Extends a live lease held with `token`; returns its new end, or null when not held. */
+  /** Extends a live lease held with `token` (never past its hold limit); returns its new end, or null when not held. */
   extend(key: string, token: string, ttlMs: number): Promise<number | null>;
   /** Releases a lock held with `token`, recording its outcome and handing it to the next place in line. */
   release(command: ReleaseCommand): Promise<ReleaseResult>;
-  /** Frees a held lock whoever holds it, bumping its fence; false when it was free. */
-  forceRelease(key: string, error: string): Promise<boolean>;
+  /**
+   * Frees a held lock whoever holds it, bumping its fence; with `fence`, only the holding
+   * granted with that fence. False when nothing was released (free, or another holding).
+   */
+  forceRelease(key: string, error: string, fence?: number): Promise<boolean>;
   /** Reads one lock. */
   inspect(key: string): Promise<StoredLock | null>;
   /** Reads every lock, ordered by name. */
   list(): Promise<StoredLock[]>;
-  /** Deletes rows of free locks unused for `olderThanMs`, and places whose lease ran out; returns how many locks. */
+  /**
+   * Deletes the rows of released locks (free: no token) unused for `olderThanMs` and nobody
+   * waits for, never a row whose holder's lease ran out (the next holder must learn of it);
+   * and deletes the places whose lease ran out. Returns how many lock rows it deleted.
+   */
   purge(olderThanMs: number): Promise<number>;
   /** Takes a place at the end of a lock's line (and clears the line's dead places). */
   enqueue(command: EnqueueCommand): Promise<Place>;

@@ -23,6 +23,9 @@ export function toStoredLock(row: Record<string, unknown>): StoredLock {
     releasedAtUs: toNullableNumber(row.released_at),
     lastOutcome: (row.last_outcome as LockOutcome | null) ?? null,
     lastError: (row.last_error as string | null) ?? null,
+    holdUntilUs: toNullableNumber(row.hold_until),
+    holdLimitUs: toNullableNumber(row.hold_limit),
+    lastTickAtUs: toNullableNumber(row.last_tick_at),
     nowUs: toNumber(row.now),
   };
 }

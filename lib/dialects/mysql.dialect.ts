@@ -13,7 +13,7 @@ import type {
   ReleaseResult,
   StoredLock,
 } from './dialect.interface';
-import { toNumber, toStoredLock } from './dialect.utils';
+import { toNullableNumber, toNumber, toStoredLock } from './dialect.utils';
 
 type Row = Record<string, unknown>;
 interface ResultHeader {
@@ -41,7 +41,28 @@ interface MysqlDriver {
 /** The database clock, in microseconds since the Unix epoch (UTC, whatever the session time zone). */
 const NOW = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))`;
 const COLUMNS =
-  'name, token, fence, holder, acquired_at, expires_at, released_at, last_outcome, last_error';
+  'name, token, fence, holder, acquired_at, expires_at, released_at, last_outcome, last_error, hold_until, hold_limit, last_tick_at';
+/** A grant's lease end: its ttl, capped by its hold limit (parameters: ttl, maxHold, ttl). */
+const GRANT_EXPIRES = `${NOW} + LEAST(?, COALESCE(?, ?)) * 1000`;
+/** A grant's hold limit (parameter: maxHold; NULL without one). */
+const GRANT_LIMIT = `${NOW} + ? * 1000`;
+/** The start of the current period of `oncePer` (parameters: period, period; NULL without one). */
+const TICK = `(${NOW} DIV (? * 1000)) * (? * 1000)`;
+/** The holding being taken over reached its hold limit. */
+const OVERRAN = `(hold_limit IS NOT NULL AND expires_at >= hold_limit)`;
+/** What a takeover stores (parameters: the hold-limit message, the lease-expired message). */
+const TAKEOVER_ERROR = `IF(${OVERRAN}, JSON_OBJECT(
+    'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', ?,
+    'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'limitAt', hold_limit DIV 1000)),
+  JSON_OBJECT(
+    'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
+    'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)))`;
+/**
+ * Free to take: released or its lease ended, no minimum hold left, and (parameters: the
+ * period, three times) no run of the current period of `oncePer` took it yet.
+ */
+const FREE = `((token IS NULL OR expires_at <= ${NOW}) AND (hold_until IS NULL OR hold_until <= ${NOW})
+  AND (? IS NULL OR last_tick_at IS NULL OR last_tick_at < ${TICK}))`;
 const ER_NO_SUCH_TABLE = 1146;
 const ER_DUP_ENTRY = 1062;
 /** `KILL QUERY` found no such connection (the waiter's doorbell reconnected meanwhile). */
@@ -170,20 +191,33 @@ export class MysqlDialect implements LockDialect {
     // ON DUPLICATE KEY UPDATE assigns left to right: the outcome columns read the old
     // holder before `token` changes; the columns after `token` test whether it is ours.
     const [row] = await this.query<Row[]>(
-      `${this.returningPrefix}INSERT INTO ${this.table} (id, name, token, holder, fence, acquired_at, expires_at)
-       VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + ? * 1000)
+      `${this.returningPrefix}INSERT INTO ${this.table}
+         (id, name, token, holder, fence, acquired_at, expires_at, hold_limit, last_tick_at)
+       VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${GRANT_EXPIRES}, ${GRANT_LIMIT}, ${TICK})
        ON DUPLICATE KEY UPDATE
-         last_outcome = IF(token IS NOT NULL AND expires_at <= ${NOW}, 'expired', last_outcome),
-         last_error = IF(token IS NOT NULL AND expires_at <= ${NOW}, JSON_OBJECT(
-           'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
-           'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)), last_error),
-         token = IF((token IS NULL OR expires_at <= ${NOW}) AND ${this.free}, VALUES(token), token),
+         last_outcome = IF(token IS NOT NULL AND expires_at <= ${NOW}, IF(${OVERRAN}, 'overran', 'expired'), last_outcome),
+         last_error = IF(token IS NOT NULL AND expires_at <= ${NOW}, ${TAKEOVER_ERROR}, last_error),
+         token = IF(${FREE} AND ${this.free}, VALUES(token), token),
          fence = IF(token <=> VALUES(token), fence + 1, fence),
          holder = IF(token <=> VALUES(token), VALUES(holder), holder),
          acquired_at = IF(token <=> VALUES(token), ${NOW}, acquired_at),
-         expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at)
-       RETURNING token, fence, acquired_at, expires_at, last_outcome, last_error, ${NOW} AS now`,
-      [c.key, c.name, c.token, c.holder, c.ttlMs, c.leaseExpiredMessage, c.key, ...ahead(c.place)],
+         expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at),
+         hold_limit = IF(token <=> VALUES(token), VALUES(hold_limit), hold_limit),
+         hold_until = IF(token <=> VALUES(token), NULL, hold_until),
+         last_tick_at = IF(token <=> VALUES(token), COALESCE(VALUES(last_tick_at), last_tick_at), last_tick_at)
+       RETURNING token, fence, acquired_at, expires_at, last_outcome, last_error, hold_limit, hold_until, ${NOW} AS now`,
+      [
+        c.key,
+        c.name,
+        c.token,
+        c.holder,
+        ...grantValues(c),
+        c.holdLimitMessage,
+        c.leaseExpiredMessage,
+        ...freeValues(c),
+        c.key,
+        ...ahead(c.place),
+      ],
     );
     if (row.token === c.token) return granted(row);
     return notGranted(row);
@@ -193,27 +227,38 @@ export class MysqlDialect implements LockDialect {
   private async updateThenRead(c: AcquireCommand): Promise<AcquireResult> {
     const updated = await this.query<ResultHeader>(
       `UPDATE ${this.table} SET
-         last_outcome = IF(token IS NOT NULL, 'expired', last_outcome),
-         last_error = IF(token IS NOT NULL, JSON_OBJECT(
-           'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
-           'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)), last_error),
-         token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-       WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${this.free}`,
-      [c.leaseExpiredMessage, c.token, c.holder, c.ttlMs, c.key, c.key, ...ahead(c.place)],
+         last_outcome = IF(token IS NOT NULL, IF(${OVERRAN}, 'overran', 'expired'), last_outcome),
+         last_error = IF(token IS NOT NULL, ${TAKEOVER_ERROR}, last_error),
+         token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${GRANT_EXPIRES},
+         hold_limit = ${GRANT_LIMIT}, hold_until = NULL,
+         last_tick_at = COALESCE(${TICK}, last_tick_at)
+       WHERE id = ? AND ${FREE} AND ${this.free}`,
+      [
+        c.holdLimitMessage,
+        c.leaseExpiredMessage,
+        c.token,
+        c.holder,
+        ...grantValues(c),
+        c.key,
+        ...freeValues(c),
+        c.key,
+        ...ahead(c.place),
+      ],
     );
     if (updated.affectedRows === 0) {
       try {
         await this.query(
-          `INSERT INTO ${this.table} (id, name, token, holder, fence, acquired_at, expires_at)
-           VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + ? * 1000)`,
-          [c.key, c.name, c.token, c.holder, c.ttlMs],
+          `INSERT INTO ${this.table} (id, name, token, holder, fence, acquired_at, expires_at, hold_limit, last_tick_at)
+           VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${GRANT_EXPIRES}, ${GRANT_LIMIT}, ${TICK})`,
+          [c.key, c.name, c.token, c.holder, ...grantValues(c)],
         );
       } catch (error) {
         if ((error as { errno?: number }).errno !== ER_DUP_ENTRY) throw error;
       }
     }
     const [row] = await this.query<Row[]>(
-      `SELECT token, fence, acquired_at, expires_at, last_outcome, last_error, ${NOW} AS now FROM ${this.table} WHERE id = ?`,
+      `SELECT token, fence, acquired_at, expires_at, last_outcome, last_error, hold_limit, hold_until, ${NOW} AS now
+       FROM ${this.table} WHERE id = ?`,
       [c.key],
     );
     if (row !== undefined && row.token === c.token) return granted(row);
@@ -224,8 +269,9 @@ export class MysqlDialect implements LockDialect {
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
     const result = await this.query<ResultHeader>(
-      `UPDATE ${this.table} SET expires_at = ${NOW} + ? * 1000 WHERE id = ? AND token = ? AND expires_at > ${NOW}`,
-      [ttlMs, key, token],
+      `UPDATE ${this.table} SET expires_at = LEAST(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
+       WHERE id = ? AND token = ? AND expires_at > ${NOW}`,
+      [ttlMs, ttlMs, key, token],
     );
     if (result.affectedRows !== 1) return null;
     const [row] = await this.query<Row[]>(
@@ -236,34 +282,53 @@ export class MysqlDialect implements LockDialect {
   }
 
   async release(command: ReleaseCommand): Promise<ReleaseResult> {
-    const { key, token, outcome, error, handoffLeaseMs } = command;
+    const { key, token, outcome, error, handoffLeaseMs, minHoldMs } = command;
     const keep = outcome === 'pass';
     return this.transaction<ReleaseResult>(async (run) => {
-      const [lock] = await run<Row[]>(`SELECT token FROM ${this.table} WHERE id = ? FOR UPDATE`, [
-        key,
-      ]);
-      if (lock?.token !== token) return { result: { released: false, handedTo: null } };
-      const [next] = await run<Row[]>(
-        `SELECT token, holder, ttl_ms, owner, doorbell, CONCAT(@@hostname, ':', @@port, ':') AS here
-         FROM ${this.waiters} WHERE lock_id = ? AND expires_at > ${NOW}
-         ORDER BY queued_at, token LIMIT 1 FOR UPDATE`,
-        [key],
+      const [lock] = await run<Row[]>(
+        `SELECT token, IF(? IS NOT NULL AND acquired_at + ? * 1000 > ${NOW}, acquired_at + ? * 1000, NULL) AS hold_until
+         FROM ${this.table} WHERE id = ? FOR UPDATE`,
+        [minHoldMs, minHoldMs, minHoldMs, key],
       );
+      if (lock?.token !== token) return { result: { released: false, handedTo: null } };
+      const holdUntil = toNullableNumber(lock.hold_until);
+      // A minimum hold keeps the lock taken: nobody is handed it before then.
+      const [next] =
+        holdUntil !== null
+          ? []
+          : await run<Row[]>(
+              `SELECT token, holder, ttl_ms, max_hold_ms, owner, doorbell,
+                 CONCAT(@@hostname, ':', @@port, ':') AS here
+               FROM ${this.waiters} WHERE lock_id = ? AND expires_at > ${NOW}
+               ORDER BY queued_at, token LIMIT 1 FOR UPDATE`,
+              [key],
+            );
       // The outcome columns first: MySQL assigns left to right.
       const outcomeColumns = keep ? '' : 'last_outcome = ?, last_error = ?, ';
       const outcomeValues = keep ? [] : [outcome, error];
       if (next === undefined) {
         await run(
-          `UPDATE ${this.table} SET ${outcomeColumns}token = NULL, released_at = ${NOW} WHERE id = ?`,
-          [...outcomeValues, key],
+          `UPDATE ${this.table} SET ${outcomeColumns}token = NULL, hold_until = ?, released_at = ${NOW}
+           WHERE id = ?`,
+          [...outcomeValues, holdUntil, key],
         );
         return { result: { released: true, handedTo: null } };
       }
+      const ttl = toNumber(next.ttl_ms);
+      const maxHold = toNullableNumber(next.max_hold_ms);
       await run(
         `UPDATE ${this.table} SET ${outcomeColumns}token = ?, holder = ?, fence = fence + 1,
-           acquired_at = ${NOW}, expires_at = ${NOW} + LEAST(?, ?) * 1000, released_at = ${NOW}
+           acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000, hold_limit = ${NOW} + ? * 1000,
+           hold_until = NULL, released_at = ${NOW}
          WHERE id = ?`,
-        [...outcomeValues, next.token, next.holder, toNumber(next.ttl_ms), handoffLeaseMs, key],
+        [
+          ...outcomeValues,
+          next.token,
+          next.holder,
+          Math.min(ttl, handoffLeaseMs, maxHold ?? ttl),
+          maxHold,
+          key,
+        ],
       );
       await run(`DELETE FROM ${this.waiters} WHERE token = ?`, [next.token]);
       // Rung after the commit, on the same server only (connection ids are per server).
@@ -282,11 +347,11 @@ export class MysqlDialect implements LockDialect {
     });
   }
 
-  async forceRelease(key: string, error: string): Promise<boolean> {
+  async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {
     const result = await this.query<ResultHeader>(
       `UPDATE ${this.table} SET token = NULL, fence = fence + 1, last_outcome = 'force-released', last_error = ?, released_at = ${NOW}
-       WHERE id = ? AND token IS NOT NULL`,
-      [error, key],
+       WHERE id = ? AND token IS NOT NULL AND (? IS NULL OR fence = ?)`,
+      [error, key, fence ?? null, fence ?? null],
     );
     return result.affectedRows === 1;
   }
@@ -308,17 +373,18 @@ export class MysqlDialect implements LockDialect {
   }
 
   async purge(olderThanMs: number): Promise<number> {
+    await this.query(`DELETE FROM ${this.waiters} WHERE expires_at <= ${NOW}`, []);
+    // Released rows only: an expired holder's row keeps its outcome for the next holder.
     const result = await this.query<ResultHeader>(
-      `DELETE FROM ${this.table} WHERE
-         (token IS NULL AND COALESCE(released_at, acquired_at, 0) < ${NOW} - ? * 1000)
-         OR (token IS NOT NULL AND expires_at < ${NOW} - ? * 1000)`,
-      [olderThanMs, olderThanMs],
+      `DELETE FROM ${this.table} WHERE token IS NULL AND COALESCE(released_at, acquired_at, 0) < ${NOW} - ? * 1000
+         AND NOT EXISTS (SELECT 1 FROM ${this.waiters} AS q WHERE q.lock_id = ${this.table}.id AND q.expires_at > ${NOW})`,
+      [olderThanMs],
     );
     return result.affectedRows;
   }
 
   async enqueue(command: EnqueueCommand): Promise<Place> {
-    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
+    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs, maxHoldMs } = command;
     // The line's dead places are cleared on the way. The place's time is read first: once
     // inserted, a release may hand it the lock and delete it at any moment.
     const [clock] = await this.query<Row[]>(`SELECT ${NOW} AS now`, []);
@@ -328,9 +394,10 @@ export class MysqlDialect implements LockDialect {
       queuedAtUs,
     ]);
     await this.query(
-      `INSERT INTO ${this.waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ? + ? * 1000)`,
-      [token, key, holder, ttlMs, owner, doorbell, queuedAtUs, queuedAtUs, placeTtlMs],
+      `INSERT INTO ${this.waiters}
+         (token, lock_id, holder, ttl_ms, max_hold_ms, owner, doorbell, queued_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ? + ? * 1000)`,
+      [token, key, holder, ttlMs, maxHoldMs, owner, doorbell, queuedAtUs, queuedAtUs, placeTtlMs],
     );
     return { token, queuedAtUs };
   }
@@ -425,6 +492,16 @@ export class MysqlDialect implements LockDialect {
   }
 }
 
+/** Parameters of GRANT_EXPIRES, GRANT_LIMIT and TICK. */
+function grantValues(c: AcquireCommand): unknown[] {
+  return [c.ttlMs, c.maxHoldMs, c.ttlMs, c.maxHoldMs, c.oncePerMs, c.oncePerMs];
+}
+
+/** Parameters of FREE. */
+function freeValues(c: AcquireCommand): unknown[] {
+  return [c.oncePerMs, c.oncePerMs, c.oncePerMs];
+}
+
 /** Parameters of the line condition: a place's (queued_at, token), or "any place" for a newcomer. */
 function ahead(place: Place | null): unknown[] {
   return place === null
@@ -435,10 +512,17 @@ function ahead(place: Place | null): unknown[] {
 /** Not granted: held (until its lease end), or free but kept for the first process in line. */
 function notGranted(row: Row): AcquireResult {
   const held = row.token !== null && row.token !== undefined;
+  const now = toNumber(row.now);
+  const holdUntil = toNullableNumber(row.hold_until);
   return {
     acquired: false,
-    expiresAtUs: held ? toNumber(row.expires_at) : null,
-    nowUs: toNumber(row.now),
+    // When it could be free: the lease end, or the end of a minimum hold.
+    expiresAtUs: held
+      ? toNumber(row.expires_at)
+      : holdUntil !== null && holdUntil > now
+        ? holdUntil
+        : null,
+    nowUs: now,
   };
 }
 
@@ -450,5 +534,6 @@ function granted(row: Row): AcquireResult {
     expiresAtUs: toNumber(row.expires_at),
     lastOutcome: (row.last_outcome as never) ?? null,
     lastError: (row.last_error as string | null) ?? null,
+    holdLimitUs: toNullableNumber(row.hold_limit),
   };
 }

@@ -14,7 +14,7 @@ import type {
   ReleaseResult,
   StoredLock,
 } from './dialect.interface';
-import { toNumber, toStoredLock } from './dialect.utils';
+import { toNullableNumber, toNumber, toStoredLock } from './dialect.utils';
 
 interface PgPool {
   /** The client class and connection options of the pool (pg-pool). */
@@ -28,7 +28,7 @@ interface PgPool {
 
 /** The database clock, in microseconds since the Unix epoch, at the moment it is read. */
 const NOW = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
-const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at, t.released_at, t.last_outcome, t.last_error`;
+const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at, t.released_at, t.last_outcome, t.last_error, t.hold_until, t.hold_limit, t.last_tick_at`;
 
 /**
  * PostgreSQL (and CockroachDB) through `pg`, on the pool TypeORM already opened.
@@ -115,15 +115,26 @@ export class PostgresDialect implements LockDialect {
 
   async acquire(command: AcquireCommand): Promise<AcquireResult> {
     const { key, token, holder, ttlMs, leaseExpiredMessage, name, place } = command;
+    const { holdLimitMessage, maxHoldMs, oncePerMs } = command;
     const { rows } = await this.pool.query({
       ...(place === null ? this.sql.acquire : this.sql.acquireFromPlace),
-      values: [key, token, holder, ttlMs, leaseExpiredMessage, ...ahead(place)],
+      values: [
+        key,
+        token,
+        holder,
+        ttlMs,
+        leaseExpiredMessage,
+        ...ahead(place),
+        holdLimitMessage,
+        maxHoldMs,
+        oncePerMs,
+      ],
     });
     const row = rows[0];
     if (row === undefined) {
       const inserted = await this.pool.query({
         ...this.sql.insert,
-        values: [key, name, token, holder, ttlMs],
+        values: [key, name, token, holder, ttlMs, maxHoldMs, oncePerMs],
       });
       const fresh = inserted.rows[0];
       return fresh === undefined
@@ -137,10 +148,10 @@ export class PostgresDialect implements LockDialect {
   }
 
   async enqueue(command: EnqueueCommand): Promise<Place> {
-    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs } = command;
+    const { key, token, holder, ttlMs, owner, doorbell, placeTtlMs, maxHoldMs } = command;
     const { rows } = await this.pool.query({
       ...this.sql.enqueue,
-      values: [key, token, holder, ttlMs, owner, doorbell, placeTtlMs],
+      values: [key, token, holder, ttlMs, owner, doorbell, placeTtlMs, maxHoldMs],
     });
     return { token, queuedAtUs: toNumber(rows[0].queued_at) };
   }
@@ -174,20 +185,20 @@ export class PostgresDialect implements LockDialect {
   }
 
   async release(command: ReleaseCommand): Promise<ReleaseResult> {
-    const { key, token, outcome, error, handoffLeaseMs } = command;
+    const { key, token, outcome, error, handoffLeaseMs, minHoldMs } = command;
     const { rows } = await this.pool.query({
       ...this.sql.release,
-      values: [key, token, outcome, error, handoffLeaseMs, this.channelPrefix],
+      values: [key, token, outcome, error, handoffLeaseMs, this.channelPrefix, minHoldMs],
     });
     const row = rows[0];
     if (row === undefined) return { released: false, handedTo: null };
     return { released: true, handedTo: (row.next_owner as string | null) ?? null };
   }
 
-  async forceRelease(key: string, error: string): Promise<boolean> {
+  async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {
     const { rowCount } = await this.pool.query({
       ...this.sql.forceRelease,
-      values: [key, error],
+      values: [key, error, fence ?? null],
     });
     return rowCount === 1;
   }
@@ -271,6 +282,7 @@ function granted(row: Record<string, unknown>): AcquireResult {
     expiresAtUs: toNumber(row.expires_at),
     lastOutcome: (row.last_outcome as never) ?? null,
     lastError: (row.last_error as string | null) ?? null,
+    holdLimitUs: toNullableNumber(row.hold_limit),
   };
 }
 
@@ -279,28 +291,44 @@ function granted(row: Record<string, unknown>): AcquireResult {
  * ($6, $7: the caller's place, or "any place" for a newcomer), removing the caller's place.
  */
 function acquireStatement(table: string, waiters: string, fromPlace: boolean): string {
+  // $9: the grant's hold limit in ms (or null); $10: the period of `oncePer` in ms (or null).
+  const tick = `(${NOW} / ($10::bigint * 1000)) * ($10::bigint * 1000)`;
+  const overran = `(t.hold_limit IS NOT NULL AND t.expires_at >= t.hold_limit)`;
   return `WITH c AS (SELECT ${NOW} AS now),
        g AS (
          UPDATE ${table} AS t SET
-           last_outcome = CASE WHEN t.token IS NULL THEN t.last_outcome ELSE 'expired' END,
-           last_error = CASE WHEN t.token IS NULL THEN t.last_error ELSE json_build_object(
-             'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
-             'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text END,
+           last_outcome = CASE WHEN t.token IS NULL THEN t.last_outcome
+             WHEN ${overran} THEN 'overran' ELSE 'expired' END,
+           last_error = CASE WHEN t.token IS NULL THEN t.last_error
+             WHEN ${overran} THEN json_build_object(
+               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', $8::text,
+               'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'limitAt', t.hold_limit / 1000))::text
+             ELSE json_build_object(
+               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
+               'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text END,
            token = $2, holder = $3, fence = t.fence + 1,
-           acquired_at = ${NOW}, expires_at = ${NOW} + $4::bigint * 1000
+           acquired_at = ${NOW},
+           expires_at = ${NOW} + LEAST($4::bigint, COALESCE($9::bigint, $4::bigint)) * 1000,
+           hold_limit = ${NOW} + $9::bigint * 1000,
+           hold_until = NULL,
+           last_tick_at = CASE WHEN $10::bigint IS NULL THEN t.last_tick_at ELSE ${tick} END
          FROM c
          -- The clock is read again here, not taken from c: after waiting for a concurrent
          -- release's row lock, the re-check and the new lease use the time of the grant.
          WHERE t.id = $1 AND (t.token IS NULL OR t.expires_at <= ${NOW})
+           AND (t.hold_until IS NULL OR t.hold_until <= ${NOW})
+           AND ($10::bigint IS NULL OR t.last_tick_at IS NULL OR t.last_tick_at < ${tick})
            AND NOT EXISTS (
              SELECT 1 FROM ${waiters} AS q
              WHERE q.lock_id = $1 AND q.expires_at > c.now
                AND (q.queued_at < $6::bigint OR (q.queued_at = $6::bigint AND q.token < $7::text)))
-         RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error
+         RETURNING t.fence, t.acquired_at, t.expires_at, t.last_outcome, t.last_error, t.hold_limit
        )${fromPlace ? `, d AS (DELETE FROM ${waiters} AS q WHERE q.token = $2 AND EXISTS (SELECT 1 FROM g))` : ''}
-       SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, NULL::bigint AS now FROM g
+       SELECT true AS acquired, g.fence, g.acquired_at, g.expires_at, g.last_outcome, g.last_error, g.hold_limit, NULL::bigint AS now FROM g
        UNION ALL
-       SELECT false, t.fence, NULL, CASE WHEN t.token IS NULL THEN NULL ELSE t.expires_at END, NULL, NULL, c.now
+       SELECT false, t.fence, NULL,
+         CASE WHEN t.token IS NOT NULL THEN t.expires_at WHEN t.hold_until > c.now THEN t.hold_until END,
+         NULL, NULL, NULL, c.now
        FROM ${table} AS t, c
        WHERE t.id = $1 AND NOT EXISTS (SELECT 1 FROM g)`;
 }
@@ -325,15 +353,18 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
     insert: named(
       'insert',
       `WITH c AS (SELECT ${NOW} AS now)
-       INSERT INTO ${table} (id, name, token, holder, fence, acquired_at, expires_at)
-       SELECT $1, $2, $3, $4, c.now, c.now, c.now + $5::bigint * 1000 FROM c
+       INSERT INTO ${table} (id, name, token, holder, fence, acquired_at, expires_at, hold_limit, last_tick_at)
+       SELECT $1, $2, $3, $4, c.now, c.now, c.now + LEAST($5::bigint, COALESCE($6::bigint, $5::bigint)) * 1000,
+         c.now + $6::bigint * 1000, (c.now / ($7::bigint * 1000)) * ($7::bigint * 1000) FROM c
        ON CONFLICT (id) DO NOTHING
-       RETURNING fence, acquired_at, expires_at, last_outcome, last_error`,
+       RETURNING fence, acquired_at, expires_at, last_outcome, last_error, hold_limit`,
     ),
     extend: named(
       'extend',
       `WITH c AS (SELECT ${NOW} AS now)
-       UPDATE ${table} AS t SET expires_at = c.now + $3::bigint * 1000 FROM c
+       UPDATE ${table} AS t
+       SET expires_at = LEAST(c.now + $3::bigint * 1000, COALESCE(t.hold_limit, c.now + $3::bigint * 1000))
+       FROM c
        WHERE t.id = $1 AND t.token = $2 AND t.expires_at > c.now
        RETURNING t.expires_at`,
     ),
@@ -344,9 +375,12 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
     release: named(
       'release',
       `WITH c AS (SELECT ${NOW} AS now),
+       -- No hand-off while a minimum hold ($7 ms after the grant) keeps the lock taken.
        w AS (
-         SELECT q.token, q.holder, q.ttl_ms, q.owner FROM ${waiters} AS q, c
+         SELECT q.token, q.holder, q.ttl_ms, q.max_hold_ms, q.owner FROM ${waiters} AS q, c
          WHERE q.lock_id = $1 AND q.expires_at > c.now
+           AND NOT EXISTS (SELECT 1 FROM ${table} AS h
+             WHERE h.id = $1 AND h.token = $2 AND h.acquired_at + $7::bigint * 1000 > c.now)
          ORDER BY q.queued_at, q.token LIMIT 1
          FOR UPDATE OF q
        ),
@@ -357,7 +391,9 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
            fence = CASE WHEN w.token IS NULL THEN t.fence ELSE t.fence + 1 END,
            acquired_at = CASE WHEN w.token IS NULL THEN t.acquired_at ELSE c.now END,
            expires_at = CASE WHEN w.token IS NULL THEN t.expires_at
-             ELSE c.now + LEAST(w.ttl_ms, $5::bigint) * 1000 END,
+             ELSE c.now + LEAST(w.ttl_ms, $5::bigint, COALESCE(w.max_hold_ms, w.ttl_ms)) * 1000 END,
+           hold_limit = CASE WHEN w.token IS NULL THEN t.hold_limit ELSE c.now + w.max_hold_ms * 1000 END,
+           hold_until = CASE WHEN t.acquired_at + $7::bigint * 1000 > c.now THEN t.acquired_at + $7::bigint * 1000 END,
            last_outcome = CASE WHEN $3::text = 'pass' THEN t.last_outcome ELSE $3::text END,
            last_error = CASE WHEN $3::text = 'pass' THEN t.last_error ELSE $4::text END,
            released_at = c.now
@@ -378,15 +414,15 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
       `WITH c AS (SELECT ${NOW} AS now)
        UPDATE ${table} AS t SET token = NULL, fence = t.fence + 1, last_outcome = 'force-released',
          last_error = $2, released_at = c.now FROM c
-       WHERE t.id = $1 AND t.token IS NOT NULL`,
+       WHERE t.id = $1 AND t.token IS NOT NULL AND ($3::bigint IS NULL OR t.fence = $3::bigint)`,
     ),
     // A place at the end of the line; the line's dead places are cleared on the way.
     enqueue: named(
       'enqueue',
       `WITH c AS (SELECT ${NOW} AS now),
        x AS (DELETE FROM ${waiters} AS q USING c WHERE q.lock_id = $1 AND q.expires_at <= c.now)
-       INSERT INTO ${waiters} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
-       SELECT $2, $1, $3, $4, $5, $6, c.now, c.now + $7::bigint * 1000 FROM c
+       INSERT INTO ${waiters} (token, lock_id, holder, ttl_ms, max_hold_ms, owner, doorbell, queued_at, expires_at)
+       SELECT $2, $1, $3, $4, $8, $5, $6, c.now, c.now + $7::bigint * 1000 FROM c
        RETURNING queued_at`,
     ),
     leaveLine: named('leave-line', `DELETE FROM ${waiters} WHERE token = $1`),
@@ -404,13 +440,14 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
       `SELECT ${COLUMNS}, ${NOW} AS now FROM ${table} AS t WHERE t.id = $1`,
     ),
     list: named('list', `SELECT ${COLUMNS}, ${NOW} AS now FROM ${table} AS t ORDER BY t.name`),
+    // Released rows only: an expired holder's row keeps its outcome for the next holder.
     purge: named(
       'purge',
       `WITH c AS (SELECT ${NOW} - $1::bigint * 1000 AS cutoff, ${NOW} AS now),
        x AS (DELETE FROM ${waiters} AS q USING c WHERE q.expires_at <= c.now)
        DELETE FROM ${table} AS t USING c
-       WHERE (t.token IS NULL AND COALESCE(t.released_at, t.acquired_at, 0) < c.cutoff)
-          OR (t.token IS NOT NULL AND t.expires_at < c.cutoff)`,
+       WHERE t.token IS NULL AND COALESCE(t.released_at, t.acquired_at, 0) < c.cutoff
+         AND NOT EXISTS (SELECT 1 FROM ${waiters} AS q WHERE q.lock_id = t.id AND q.expires_at > c.now)`,
     ),
   };
 }

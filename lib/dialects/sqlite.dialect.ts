@@ -42,7 +42,7 @@ type DatabaseConstructor = new (file: string, options?: { timeout?: number }) =>
 /** The database clock, in microseconds since the Unix epoch (millisecond precision). */
 const NOW = `(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)`;
 const COLUMNS =
-  'name, token, fence, holder, acquired_at, expires_at, released_at, last_outcome, last_error';
+  'name, token, fence, holder, acquired_at, expires_at, released_at, last_outcome, last_error, hold_until, hold_limit, last_tick_at';
 /** How long a release, renewal or read keeps trying while another process writes. */
 const BUSY_RETRY_MS = 10_000;
 
@@ -122,6 +122,7 @@ export class SqliteDialect implements LockDialect {
         c.key,
         c.holder,
         c.ttlMs,
+        c.maxHoldMs,
         c.owner,
         c.doorbell,
         c.key,
@@ -148,8 +149,11 @@ export class SqliteDialect implements LockDialect {
       // Mostly the lock is free: one statement (atomic on its own) grants it, as the
       // takeover would. Otherwise the transaction takes an expired lease over, creates
       // the row, or finds who holds it.
-      const { token, holder, ttlMs, key } = command;
-      const row = this.sql.takeFree.get(token, holder, ttlMs, key, key, ...ahead(null));
+      const row = this.sql.takeFree.get(
+        ...grantValues(command),
+        command.key,
+        ...takeValues(command),
+      );
       return row === undefined ? this.attempt(command) : granted(row);
     } catch (error) {
       if (!isBusy(error)) throw error;
@@ -164,23 +168,41 @@ export class SqliteDialect implements LockDialect {
   private attemptInTransaction(c: AcquireCommand): AcquireResult {
     const row =
       this.sql.takeOver.get(
+        c.holdLimitMessage,
         c.leaseExpiredMessage,
+        ...grantValues(c),
+        c.key,
+        ...takeValues(c),
+      ) ??
+      this.sql.insert.get(
+        c.key,
+        c.name,
         c.token,
         c.holder,
         c.ttlMs,
-        c.key,
-        c.key,
-        ...ahead(c.place),
-      ) ?? this.sql.insert.get(c.key, c.name, c.token, c.holder, c.ttlMs);
+        c.maxHoldMs,
+        c.ttlMs,
+        c.maxHoldMs,
+        c.oncePerMs,
+        c.oncePerMs,
+      );
     if (row !== undefined) {
       if (c.place !== null) this.sql.leaveLine.run(c.token);
       return granted(row);
     }
     const current = this.sql.peek.get(c.key);
     if (current === undefined) return { acquired: false, expiresAtUs: null, nowUs: null };
-    // Free but kept for a place ahead: no lease end to wait for.
-    const expiresAtUs = current.held === 1 ? Number(current.expires_at) : null;
-    return { acquired: false, expiresAtUs, nowUs: Number(current.now) };
+    // When it could be free: the lease end, the end of a minimum hold, or (kept for a
+    // place ahead, or a period that ran already) unknown.
+    const nowUs = Number(current.now);
+    const holdUntil = current.hold_until === null ? null : Number(current.hold_until);
+    const expiresAtUs =
+      current.held === 1
+        ? Number(current.expires_at)
+        : holdUntil !== null && holdUntil > nowUs
+          ? holdUntil
+          : null;
+    return { acquired: false, expiresAtUs, nowUs };
   }
 
   createDoorbell(): Doorbell {
@@ -188,7 +210,7 @@ export class SqliteDialect implements LockDialect {
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
-    const row = await this.retryBusy(() => this.sql.extend.get(ttlMs, key, token));
+    const row = await this.retryBusy(() => this.sql.extend.get(ttlMs, ttlMs, key, token));
     return row === undefined ? null : Number(row.expires_at);
   }
 
@@ -204,12 +226,14 @@ export class SqliteDialect implements LockDialect {
 
   /** The release and the hand-off to the first live place of the line, in one transaction. */
   private releaseInTransaction(c: ReleaseCommand): ReleaseResult {
-    const lock = this.sql.peekToken.get(c.key);
+    const lock = this.sql.peekToken.get(c.minHoldMs, c.minHoldMs, c.minHoldMs, c.key);
     if (lock?.token !== c.token) return { released: false, handedTo: null };
     const keep = c.outcome === 'pass' ? 1 : 0;
-    const next = this.sql.firstPlace.get(c.key);
+    // A minimum hold keeps the lock taken: nobody is handed it before then.
+    const holdUntil = lock.hold_until ?? null;
+    const next = holdUntil === null ? this.sql.firstPlace.get(c.key) : undefined;
     if (next === undefined) {
-      this.sql.free.run(keep, c.outcome, keep, c.error, c.key);
+      this.sql.free.run(keep, c.outcome, keep, c.error, holdUntil, c.key);
       return { released: true, handedTo: null };
     }
     this.sql.handOver.run(
@@ -221,6 +245,9 @@ export class SqliteDialect implements LockDialect {
       next.holder,
       next.ttl_ms,
       c.handoffLeaseMs,
+      next.max_hold_ms,
+      next.ttl_ms,
+      next.max_hold_ms,
       c.key,
     );
     this.sql.leaveLine.run(next.token);
@@ -263,8 +290,10 @@ export class SqliteDialect implements LockDialect {
     return new Map(rows.map((row) => [String(row.id), toStoredLock(row)]));
   }
 
-  async forceRelease(key: string, error: string): Promise<boolean> {
-    const { changes } = await this.retryBusy(() => this.sql.forceRelease.run(error, key));
+  async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {
+    const { changes } = await this.retryBusy(() =>
+      this.sql.forceRelease.run(error, key, fence ?? null, fence ?? null),
+    );
     return changes === 1;
   }
 
@@ -337,51 +366,75 @@ export class SqliteDialect implements LockDialect {
       AND (q.queued_at < ? OR (q.queued_at = ? AND q.token < ?)))`;
     const outcome = `last_outcome = CASE WHEN ? THEN last_outcome ELSE ? END,
       last_error = CASE WHEN ? THEN last_error ELSE ? END`;
+    const tick = `(${NOW} / (? * 1000)) * (? * 1000)`;
+    // A grant (parameters: `grantValues`): the lease capped by the hold limit, the period.
+    const grant = `token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW},
+      expires_at = ${NOW} + MIN(?, COALESCE(?, ?)) * 1000, hold_limit = ${NOW} + ? * 1000,
+      hold_until = NULL, last_tick_at = COALESCE(${tick}, last_tick_at)`;
+    // May be taken (parameters: `takeValues`): no minimum hold left, the period not run yet,
+    // no live place ahead.
+    const mayTake = `(hold_until IS NULL OR hold_until <= ${NOW})
+      AND (? IS NULL OR last_tick_at IS NULL OR last_tick_at < ${tick}) AND ${inLine}`;
+    const overran = `(hold_limit IS NOT NULL AND expires_at >= hold_limit)`;
     return {
       peek: prepare(
-        `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, ${NOW} AS now FROM ${t} WHERE id = ?`,
+        `SELECT token IS NOT NULL AND expires_at > ${NOW} AS held, expires_at, hold_until, ${NOW} AS now
+         FROM ${t} WHERE id = ?`,
       ),
-      peekToken: prepare(`SELECT token FROM ${t} WHERE id = ?`),
-      takeFree: granting(
-        `UPDATE ${t} SET token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-         WHERE id = ? AND token IS NULL AND ${inLine}`,
+      // The holder, and the end of its minimum hold if one is left (parameters: the
+      // minimum hold, three times; the key).
+      peekToken: prepare(
+        `SELECT token, CASE WHEN ? IS NOT NULL AND acquired_at + ? * 1000 > ${NOW}
+           THEN acquired_at + ? * 1000 END AS hold_until
+         FROM ${t} WHERE id = ?`,
       ),
+      takeFree: granting(`UPDATE ${t} SET ${grant} WHERE id = ? AND token IS NULL AND ${mayTake}`),
       takeOver: granting(
         `UPDATE ${t} SET
-           last_outcome = CASE WHEN token IS NULL THEN last_outcome ELSE 'expired' END,
-           last_error = CASE WHEN token IS NULL THEN last_error ELSE json_object(
-             'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
-             'fields', json_object('holder', holder, 'fence', fence, 'expiredAt', expires_at / 1000)) END,
-           token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000
-         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${inLine}`,
+           last_outcome = CASE WHEN token IS NULL THEN last_outcome
+             WHEN ${overran} THEN 'overran' ELSE 'expired' END,
+           last_error = CASE WHEN token IS NULL THEN last_error
+             WHEN ${overran} THEN json_object(
+               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', ?,
+               'fields', json_object('holder', holder, 'fence', fence, 'limitAt', hold_limit / 1000))
+             ELSE json_object(
+               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
+               'fields', json_object('holder', holder, 'fence', fence, 'expiredAt', expires_at / 1000)) END,
+           ${grant}
+         WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${mayTake}`,
       ),
       insert: granting(
-        `INSERT INTO ${t} (id, name, token, holder, fence, acquired_at, expires_at)
-         VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + ? * 1000)
+        `INSERT INTO ${t} (id, name, token, holder, fence, acquired_at, expires_at, hold_limit, last_tick_at)
+         VALUES (?, ?, ?, ?, ${NOW}, ${NOW}, ${NOW} + MIN(?, COALESCE(?, ?)) * 1000, ${NOW} + ? * 1000, ${tick})
          ON CONFLICT (id) DO NOTHING`,
       ),
       extend: prepare(
-        `UPDATE ${t} SET expires_at = ${NOW} + ? * 1000 WHERE id = ? AND token = ? AND expires_at > ${NOW} RETURNING expires_at`,
+        `UPDATE ${t} SET expires_at = MIN(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
+         WHERE id = ? AND token = ? AND expires_at > ${NOW} RETURNING expires_at`,
       ),
       firstPlace: prepare(
-        `SELECT token, holder, ttl_ms, owner, doorbell FROM ${w} WHERE lock_id = ? AND expires_at > ${NOW}
+        `SELECT token, holder, ttl_ms, max_hold_ms, owner, doorbell FROM ${w}
+         WHERE lock_id = ? AND expires_at > ${NOW}
          ORDER BY queued_at, token LIMIT 1`,
       ),
-      free: prepare(`UPDATE ${t} SET ${outcome}, token = NULL, released_at = ${NOW} WHERE id = ?`),
+      free: prepare(
+        `UPDATE ${t} SET ${outcome}, token = NULL, hold_until = ?, released_at = ${NOW} WHERE id = ?`,
+      ),
       handOver: prepare(
         `UPDATE ${t} SET ${outcome}, token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW},
-           expires_at = ${NOW} + MIN(?, ?) * 1000, released_at = ${NOW}
+           expires_at = ${NOW} + MIN(?, ?, COALESCE(?, ?)) * 1000, hold_limit = ${NOW} + ? * 1000,
+           hold_until = NULL, released_at = ${NOW}
          WHERE id = ?`,
       ),
       forceRelease: prepare(
         `UPDATE ${t} SET token = NULL, fence = fence + 1, last_outcome = 'force-released', last_error = ?, released_at = ${NOW}
-         WHERE id = ? AND token IS NOT NULL`,
+         WHERE id = ? AND token IS NOT NULL AND (? IS NULL OR fence = ?)`,
       ),
       clearDead: prepare(`DELETE FROM ${w} WHERE lock_id = ? AND expires_at <= ${NOW}`),
       // One writer at a time: the line's order is strictly the order of arrival.
       enqueue: prepare(
-        `INSERT INTO ${w} (token, lock_id, holder, ttl_ms, owner, doorbell, queued_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?,
+        `INSERT INTO ${w} (token, lock_id, holder, ttl_ms, max_hold_ms, owner, doorbell, queued_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?,
            MAX(${NOW}, COALESCE((SELECT MAX(queued_at) + 1 FROM ${w} WHERE lock_id = ?), 0)),
            ${NOW} + ? * 1000)
          RETURNING queued_at`,
@@ -392,9 +445,10 @@ export class SqliteDialect implements LockDialect {
       ),
       inspect: prepare(`SELECT ${COLUMNS}, ${NOW} AS now FROM ${t} WHERE id = ?`),
       list: prepare(`SELECT ${COLUMNS}, ${NOW} AS now FROM ${t} ORDER BY name`),
+      // Released rows only: an expired holder's row keeps its outcome for the next holder.
       purge: prepare(
-        `DELETE FROM ${t} WHERE (token IS NULL AND COALESCE(released_at, acquired_at, 0) < ${NOW} - @ms * 1000)
-           OR (token IS NOT NULL AND expires_at < ${NOW} - @ms * 1000)`,
+        `DELETE FROM ${t} WHERE token IS NULL AND COALESCE(released_at, acquired_at, 0) < ${NOW} - @ms * 1000
+           AND NOT EXISTS (SELECT 1 FROM ${w} AS q WHERE q.lock_id = ${t}.id AND q.expires_at > ${NOW})`,
       ),
       purgePlaces: prepare(`DELETE FROM ${w} WHERE expires_at <= ${NOW}`),
     };
@@ -402,7 +456,18 @@ export class SqliteDialect implements LockDialect {
 }
 
 /** What the granting statements return, in this order (see `granted`). */
-const GRANTED_COLUMNS = 'fence, acquired_at, expires_at, last_outcome, last_error';
+const GRANTED_COLUMNS = 'fence, acquired_at, expires_at, last_outcome, last_error, hold_limit';
+
+/** Parameters of a grant's assignments (`grant`). */
+function grantValues(c: AcquireCommand): unknown[] {
+  const { token, holder, ttlMs, maxHoldMs, oncePerMs } = c;
+  return [token, holder, ttlMs, maxHoldMs, ttlMs, maxHoldMs, oncePerMs, oncePerMs];
+}
+
+/** Parameters of the grant condition (`mayTake`) after the key. */
+function takeValues(c: AcquireCommand): unknown[] {
+  return [c.oncePerMs, c.oncePerMs, c.oncePerMs, c.key, ...ahead(c.place)];
+}
 
 /** Parameters of the line condition: a place's (queued_at, token), or "any place" for a newcomer. */
 function ahead(place: Place | null): unknown[] {
@@ -420,6 +485,7 @@ function granted(row: unknown[]): AcquireResult {
     expiresAtUs: Number(row[2]),
     lastOutcome: (row[3] as never) ?? null,
     lastError: (row[4] as string | null) ?? null,
+    holdLimitUs: row[5] === null || row[5] === undefined ? null : Number(row[5]),
   };
 }
 

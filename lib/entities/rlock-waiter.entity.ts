@@ -16,6 +16,8 @@ export interface RLockWaiterRow {
   holder: string;
   /** Lease the waiter asked for. */
   ttlMs: string;
+  /** The waiter's `maxHoldMs`, for the hand-off's hold limit. */
+  maxHoldMs: string | null;
   /** The waiting process (renews its places, and is rung when handed the lock). */
   owner: string;
   /** How a release rings the waiting process's doorbell (database-specific), or null. */
@@ -32,6 +34,7 @@ export const RLOCK_WAITER_COLUMNS = [
   { property: 'lockId', name: 'lock_id', type: 'varchar', length: 64 },
   { property: 'holder', name: 'holder', type: 'varchar', length: 255 },
   { property: 'ttlMs', name: 'ttl_ms', type: 'bigint' },
+  { property: 'maxHoldMs', name: 'max_hold_ms', type: 'bigint', nullable: true },
   { property: 'owner', name: 'owner', type: 'varchar', length: 32 },
   { property: 'doorbell', name: 'doorbell', type: 'varchar', length: 255, nullable: true },
   { property: 'queuedAt', name: 'queued_at', type: 'bigint' },

@@ -25,6 +25,12 @@ export interface RLockRow {
   lastOutcome: string | null;
   /** The error the previous holder left (JSON). */
   lastError: string | null;
+  /** After a release with `minHoldMs`: the lock stays taken until then. */
+  holdUntil: string | null;
+  /** With `maxHoldMs`: when the current holding must end, renewed or not. */
+  holdLimit: string | null;
+  /** With `oncePer`: the start of the period (tick) whose run last took the lock. */
+  lastTickAt: string | null;
 }
 
 /** The columns, shared by the entity and the migration. */
@@ -39,7 +45,13 @@ export const RLOCK_COLUMNS = [
   { property: 'releasedAt', name: 'released_at', type: 'bigint', nullable: true },
   { property: 'lastOutcome', name: 'last_outcome', type: 'varchar', length: 16, nullable: true },
   { property: 'lastError', name: 'last_error', type: 'text', nullable: true },
+  { property: 'holdUntil', name: 'hold_until', type: 'bigint', nullable: true },
+  { property: 'holdLimit', name: 'hold_limit', type: 'bigint', nullable: true },
+  { property: 'lastTickAt', name: 'last_tick_at', type: 'bigint', nullable: true },
 ] as const;
+
+/** The columns added by schema version 2 (see `createRLockWaitersMigration`). */
+export const RLOCK_COLUMNS_SINCE_2 = ['hold_until', 'hold_limit', 'last_tick_at'] as const;
 
 /** Splits `schema.table` into its parts. */
 export function splitTableName(tableName: string): { schema?: string; table: string } {

@@ -1,6 +1,7 @@
 /**
  * The schema of the lock tables this version of nestjs-rlock needs. 1: the lock table of
- * 0.1 (no waiters table); 2: the waiters table (`<table>_waiters`) and no `wanted_at`.
+ * 0.1 (no waiters table); 2: the waiters table (`<table>_waiters`), the hold columns
+ * (`hold_until`, `hold_limit`, `last_tick_at`) and no `wanted_at`.
  */
 export const RLOCK_SCHEMA_VERSION = 2;
 

@@ -3,6 +3,7 @@ import { MESSAGES } from '../rlock.messages';
 import { AcquireTimeoutError } from './acquire-timeout.error';
 import { ForceReleasedError } from './force-released.error';
 import { InvalidArgumentError } from './invalid-argument.error';
+import { HoldLimitExceededError } from './hold-limit-exceeded.error';
 import { LeaseExpiredError } from './lease-expired.error';
 import { LockDatabaseError } from './lock-database.error';
 import { LockLostError } from './lock-lost.error';
@@ -54,6 +55,7 @@ const BUILTIN_CLASSES: ErrorClass[] = [
   URIError,
   AcquireTimeoutError,
   ForceReleasedError,
+  HoldLimitExceededError,
   InvalidArgumentError,
   LeaseExpiredError,
   LockDatabaseError,

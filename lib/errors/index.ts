@@ -1,5 +1,6 @@
 export * from './acquire-timeout.error';
 export * from './force-released.error';
+export * from './hold-limit-exceeded.error';
 export * from './invalid-argument.error';
 export * from './lease-expired.error';
 export * from './lock-database.error';

@@ -9,6 +9,26 @@ export interface LockOptions {
   reentrant?: boolean;
   /** Aborts the wait (the call rejects with the signal's reason). */
   signal?: AbortSignal;
+  /**
+   * ShedLock's `lockAtLeastFor`: the lock stays taken until this long after the grant
+   * (database clock), even when released sooner: the release records its outcome at once;
+   * no timer or process needs to stay alive. A crashed holder still frees it at its lease.
+   */
+  minHoldMs?: number;
+  /**
+   * ShedLock's `lockAtMostFor`: the holding ends this long after the grant, renewed or
+   * not: the holder's `signal` aborts with {@link HoldLimitExceededError}, renewals stop,
+   * the lock is free at the limit even if the holder is stuck, and the next holder finds a
+   * `HoldLimitExceededError` in `lastError`.
+   */
+  maxHoldMs?: number;
+  /**
+   * Run once per period across the cluster (`'1m'`, `'30s'`, `'1h'`, or ms): the grant
+   * records the period (tick) it belongs to, decided by the database clock, and a grant
+   * for a tick that already ran is refused even when the lock is free. A call with
+   * `oncePer` makes exactly one attempt (no waiting). A tick nobody ran is skipped.
+   */
+  oncePer?: number | string;
 }
 
 /**
@@ -21,6 +41,13 @@ export interface WithLockOptions extends LockOptions {
 }
 
 /** Keys accepted in {@link LockOptions}. */
-export const LOCK_OPTION_KEYS = ['ttlMs', 'reentrant', 'signal'] as const;
+export const LOCK_OPTION_KEYS = [
+  'ttlMs',
+  'reentrant',
+  'signal',
+  'minHoldMs',
+  'maxHoldMs',
+  'oncePer',
+] as const;
 /** Keys accepted in {@link WithLockOptions}. */
 export const WITH_LOCK_OPTION_KEYS = [...LOCK_OPTION_KEYS, 'acquireTimeoutMs'] as const;

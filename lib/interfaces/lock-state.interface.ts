@@ -3,10 +3,11 @@
  * - `released`: unlocked without an error;
  * - `error`: unlocked with an error (see `lastError`);
  * - `force-released`: freed by `forceRelease()`;
- * - `expired`: the holder's lease ran out and the lock was taken over.
+ * - `expired`: the holder's lease ran out and the lock was taken over;
+ * - `overran`: the holding reached its `maxHoldMs` and the lock was taken over.
  * @publicApi
  */
-export type LockOutcome = 'released' | 'error' | 'force-released' | 'expired';
+export type LockOutcome = 'released' | 'error' | 'force-released' | 'expired' | 'overran';
 
 /**
  * A lock as stored, from `RLockService.inspect()` and `list()`.
@@ -31,4 +32,10 @@ export interface LockState {
   lastOutcome: LockOutcome | null;
   /** The error the next holder will find in `lastError`. */
   lastError: Error | null;
+  /** After a release with `minHoldMs`: the lock stays taken until then (database clock); null otherwise. */
+  holdUntil: Date | null;
+  /** With `maxHoldMs`: when the current (or most recent) holding must end, renewed or not. */
+  holdLimit: Date | null;
+  /** With `oncePer`: the start of the period whose run last took the lock. */
+  lastTickAt: Date | null;
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors/invalid-argument.error';
+import { durationMs } from './duration';
 import { RLOCK_LIMITS } from '../rlock.constants';
 import { MESSAGES } from '../rlock.messages';
 
@@ -123,4 +124,18 @@ export function assertTableName(value: unknown): asserts value is string {
   ) {
     throw new InvalidArgumentError('tableName', MESSAGES.invalid.tableName(describe(value)));
   }
+}
+
+/** The period of `oncePer`: milliseconds (a positive integer) or a duration such as `'1m'`. */
+export function parsePeriod(value: unknown): number {
+  const ms =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string'
+        ? (durationMs(value) ?? NaN)
+        : NaN;
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > RLOCK_LIMITS.maxDurationMs) {
+    throw new InvalidArgumentError('oncePer', MESSAGES.invalid.period(describe(value)));
+  }
+  return ms;
 }

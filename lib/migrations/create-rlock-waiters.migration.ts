@@ -1,10 +1,10 @@
-import { Table, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
+import { Table, TableColumn, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
 import {
   RLOCK_WAITER_COLUMNS,
   waiterIndexes,
   waiterTableName,
 } from '../entities/rlock-waiter.entity';
-import { splitTableName } from '../entities/rlock.entity';
+import { RLOCK_COLUMNS_SINCE_2, splitTableName } from '../entities/rlock.entity';
 import { RLOCK_SCHEMA_VERSION, SCHEMA_ROW } from '../entities/schema-version';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 
@@ -64,9 +64,10 @@ export async function dropWaitersTable(queryRunner: QueryRunner, tableName: stri
 }
 
 /**
- * The upgrade from nestjs-rlock 0.1: creates the waiters table (`<table>_waiters`, the
- * line of processes waiting for each lock) and drops the lock table's `wanted_at` column,
- * which 0.2 no longer uses. Add the returned class to your data source's `migrations`
+ * The upgrade from nestjs-rlock 0.1 (schema 1 to 2): adds the lock table's hold columns
+ * (`hold_until`, `hold_limit`, `last_tick_at`), drops its `wanted_at` column, which 0.2 no
+ * longer uses, and creates the waiters table (`<table>_waiters`, the line of processes
+ * waiting for each lock). Add the returned class to your data source's `migrations`
  * after the one that created the lock table. A new database needs only
  * `createRLockMigration()`, which creates both tables.
  * @publicApi
@@ -82,10 +83,18 @@ export function createRLockWaitersMigration(
     name = className;
 
     async up(queryRunner: QueryRunner): Promise<void> {
-      await createWaitersTable(queryRunner, tableName);
+      for (const name of RLOCK_COLUMNS_SINCE_2) {
+        if (await queryRunner.hasColumn(qualified, name)) continue;
+        await queryRunner.addColumn(
+          qualified,
+          new TableColumn({ name, type: 'bigint', isNullable: true }),
+        );
+      }
       if (await queryRunner.hasColumn(qualified, 'wanted_at')) {
         await queryRunner.dropColumn(qualified, 'wanted_at');
       }
+      // Last: it records the schema version.
+      await createWaitersTable(queryRunner, tableName);
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {

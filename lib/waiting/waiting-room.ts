@@ -21,6 +21,10 @@ export interface WaitRequest {
   name: string;
   key: string;
   ttlMs: number;
+  /** The holding's minimum hold and hold limit (`null`: none); `oncePer` calls never wait. */
+  minHoldMs: number | null;
+  maxHoldMs: number | null;
+  oncePerMs: null;
   timeoutMs: number;
   /** performance.now() by which the call gives up. */
   deadline: number;
@@ -68,6 +72,8 @@ interface Line {
   running: boolean;
   /** Settles once the line has given its place up (see `settled`). */
   leaving: Promise<void> | undefined;
+  /** Settles once the attempt on its way from the place has been dealt with. */
+  attempting: Promise<void> | undefined;
 }
 
 /**
@@ -128,6 +134,7 @@ export class WaitingRoom<L> {
           wake: () => undefined,
           running: false,
           leaving: undefined,
+          attempting: undefined,
         };
         this.lines.set(request.key, line);
       }
@@ -261,6 +268,7 @@ export class WaitingRoom<L> {
         token,
         holder: this.options.holder,
         ttlMs: head.request.ttlMs,
+        maxHoldMs: head.request.maxHoldMs,
         owner: this.options.owner,
         doorbell: this.doorbell?.ringing ? this.doorbell.address : null,
         placeTtlMs: PLACE_TTL_MS,
@@ -292,7 +300,15 @@ export class WaitingRoom<L> {
   }
 
   /** Asks for the lock with the line's place: granted when no live place is ahead. */
-  private async attempt(line: Line): Promise<void> {
+  private attempt(line: Line): Promise<void> {
+    const attempting = this.attemptNow(line);
+    line.attempting = attempting.catch(() => undefined);
+    return attempting.finally(() => {
+      line.attempting = undefined;
+    });
+  }
+
+  private async attemptNow(line: Line): Promise<void> {
     const place = line.place!;
     const head = line.waiters[0];
     if (!head) return;
@@ -342,6 +358,7 @@ export class WaitingRoom<L> {
       lastOutcome: row.lastOutcome,
       lastError: row.lastError,
       nowUs: row.nowUs,
+      holdLimitUs: row.holdLimitUs,
     };
     this.give(line, this.granting.handedOver(head.request, token, grant, sentAt), token);
   }
@@ -359,6 +376,9 @@ export class WaitingRoom<L> {
 
   /** Nobody here waits any more: gives the place up; a lock handed to it meanwhile is passed on. */
   private async leaveLine(line: Line): Promise<void> {
+    // An attempt from the place on its way decides first (a grant it brings is passed on
+    // by `give`, and the place is gone then).
+    await line.attempting;
     const place = line.place;
     if (place === null) return;
     line.place = null;
@@ -366,7 +386,8 @@ export class WaitingRoom<L> {
     try {
       if (await this.dialect.leaveLine(place.token)) return;
       const row = (await this.dialect.readLocks([line.key])).get(line.key);
-      if (row?.token === place.token) await this.passOn(line.key, place.token);
+      // Not awaited: the pass-on is a release, which waits for this very leaving.
+      if (row?.token === place.token) void this.passOn(line.key, place.token);
     } catch {
       // The place runs out on its own (PLACE_TTL_MS), and a lock handed to it then expires.
     }
@@ -395,6 +416,8 @@ export class WaitingRoom<L> {
       waiter.settle();
       waiter.reject(error);
     }
+    // Its loop gives the place up at once.
+    line.wake();
   }
 
   /** The doorbell rang: a release handed this process a lock (the place `token`'s, when known). */
@@ -474,6 +497,8 @@ export class WaitingRoom<L> {
       return;
     }
     this.renewing = true;
+    // The tokens renewed: a line may take a new place meanwhile, which this tick must keep.
+    const tokens = new Map(placed.map((line) => [line, line.place!.token]));
     try {
       const renewed = await this.dialect.renewPlaces(
         this.options.owner,
@@ -486,8 +511,8 @@ export class WaitingRoom<L> {
         const alive = new Set(renewed);
         const rows = await this.dialect.readLocks(placed.map((line) => line.key));
         for (const line of placed) {
-          const token = line.place?.token;
-          if (token === undefined || alive.has(token)) continue;
+          const token = tokens.get(line)!;
+          if (line.place?.token !== token || alive.has(token)) continue;
           if (rows.get(line.key)?.token !== token) line.place = null;
           line.wake();
         }
@@ -499,6 +524,8 @@ export class WaitingRoom<L> {
     }
     this.check();
     if (this.closing) return;
+    // A doorbell that stopped ringing: poll until it rings again.
+    this.schedulePoll();
     this.renewTimer = setTimeout(() => void this.renew(), PLACE_RENEW_MS);
     this.renewTimer.unref();
   }

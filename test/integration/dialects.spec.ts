@@ -1,6 +1,7 @@
 import { DataSource } from 'typeorm';
 import { createRLockEntities } from '../../lib';
 import { createDialect } from '../../lib/dialects/create-dialect';
+import { RLOCK_SCHEMA_VERSION } from '../../lib/entities/schema-version';
 import type {
   AcquireCommand,
   LockDialect,
@@ -45,6 +46,9 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     holder: `holder-${token}`,
     ttlMs,
     leaseExpiredMessage: 'gone',
+    holdLimitMessage: 'overran',
+    maxHoldMs: null,
+    oncePerMs: null,
     place: null,
   });
   const release = (
@@ -52,13 +56,22 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     token: string,
     outcome: ReleaseCommand['outcome'] = 'released',
     error: string | null = null,
-  ) => dialect.release({ key: lockKey(name), token, outcome, error, handoffLeaseMs: 1_500 });
+  ) =>
+    dialect.release({
+      key: lockKey(name),
+      token,
+      outcome,
+      error,
+      handoffLeaseMs: 1_500,
+      minHoldMs: null,
+    });
   const enqueue = (name: string, token: string, owner = 'owner-a', placeTtlMs = 60_000) =>
     dialect.enqueue({
       key: lockKey(name),
       token,
       holder: `holder-${token}`,
       ttlMs: 10_000,
+      maxHoldMs: null,
       owner,
       doorbell: null,
       placeTtlMs,
@@ -77,6 +90,7 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     await source.initialize();
     dialect = make(source, table);
     expect(await dialect.init()).toBe(true);
+    expect(await dialect.schemaVersion(RLOCK_SCHEMA_VERSION)).toBe(RLOCK_SCHEMA_VERSION);
   });
   afterAll(async () => {
     await dialect?.close();
