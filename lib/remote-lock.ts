@@ -3,7 +3,7 @@ import { LockDatabaseError } from './errors/lock-database.error';
 import { LockLostError } from './errors/lock-lost.error';
 import type { LockEventEmitter } from './events/lock-event-emitter';
 import { assertDuration } from './internal/validate';
-import { RLOCK_LIMITS } from './rlock.constants';
+import { RELEASE_RETRY, RLOCK_LIMITS } from './rlock.constants';
 import { MESSAGES } from './rlock.messages';
 
 /** What a held lock needs from the service that granted it. Internal. */
@@ -26,7 +26,11 @@ export interface LockLease {
   readonly grantedAt: number;
 }
 
-type State = 'held' | 'releasing' | 'released' | 'lost';
+/**
+ * `held`: renewed in the background. `releasing`: the release is on its way. `unreleased`:
+ * the release failed; it is tried again (never renewed) until the lease's local deadline.
+ */
+type State = 'held' | 'releasing' | 'unreleased' | 'released' | 'lost';
 
 /** How a release ends the holding: `pass` keeps the stored outcome (a lock nobody used). Internal. */
 export type ReleaseOutcome = 'released' | 'error' | 'pass';
@@ -36,7 +40,16 @@ let releaseWithOutcome: (
   outcome: ReleaseOutcome,
   error: unknown,
 ) => Promise<void>;
-let stopRenewing: (lock: RemoteLock) => void;
+let abandonLock: (lock: RemoteLock) => boolean;
+
+/** A release that failed, tried again with a backoff while the lease lasts. */
+interface ReleaseRetry {
+  readonly outcome: ReleaseOutcome;
+  readonly error: unknown;
+  attempts: number;
+  timer: NodeJS.Timeout | undefined;
+  running: Promise<void> | undefined;
+}
 
 /**
  * A held lock, returned by `RLockService.lock()`, `tryLock()` and given to `withLock()`
@@ -63,14 +76,34 @@ export class RemoteLock {
   /** When the lease ends (µs, database clock); its Date is built on first read. */
   #expiresAtUs: number;
   #expiresAt: Date | undefined;
+  /** performance.now() by which the lease surely still runs: never later than the database's expiry. */
   #localDeadline: number;
   #lostError: LockLostError | undefined;
+  #lostWhy = '';
+  /** A release found the row no longer ours: nothing is left to release. */
+  #gone = false;
   #settled = false;
   #releasing: Promise<void> | undefined;
+  #retry: ReleaseRetry | undefined;
+  /** The one release tried after a local loss. */
+  #releasedAfterLoss: Promise<void> | undefined;
+  /**
+   * Renewals on their way. Whichever of several runs last in the database sets the
+   * expiry, so while they overlap (a burst) only the earliest end they may set counts.
+   */
+  #inFlight = 0;
+  /** The burst's earliest possible end: min(sent + ttl) of its statements (performance.now()). */
+  #burstDeadline = Infinity;
+  /** The earliest end the burst's successful statements reported (µs, database clock). */
+  #burstEndUs = Infinity;
+  #burstRenewed = false;
+  /** `extend()` calls waiting for the burst to be answered. */
+  #burstWaiters: (() => void)[] | undefined;
   /** Armed while held: the next renewal. */
   #renewTimer: NodeJS.Timeout | undefined;
-  /** Armed only while a renewal is due or on its way: the loss at the local deadline. */
+  /** Armed only while a renewal is due or on its way, or a release is retried: the loss at the local deadline. */
   #deadlineTimer: NodeJS.Timeout | undefined;
+  #deadlineArmedAt = Infinity;
   /** Created on the first read of `signal` (most callers never read it). */
   #controller: AbortController | undefined;
 
@@ -128,9 +161,13 @@ export class RemoteLock {
     return this.#controller.signal;
   }
 
-  /** Whether this handle still holds the lock, as far as this process knows. */
+  /**
+   * Whether this handle still holds the lock, as far as this process knows (also while a
+   * failed release is tried again, until the lease's deadline).
+   */
   get isHeld(): boolean {
-    return this.#parent ? this.#parent.isHeld && this.#state === 'held' : this.#state === 'held';
+    if (this.#parent) return this.#parent.isHeld && this.#state === 'held';
+    return this.#state === 'held' || this.#state === 'unreleased';
   }
 
   /**
@@ -148,13 +185,18 @@ export class RemoteLock {
     const lease = this.#lease!;
     if (ttlMs !== undefined) lease.ttlMs = ttlMs;
     await this.#renew();
+    // A background renewal raced this one: its answer decides the lease too.
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#burstWaiters!.push(resolve));
     if (this.#state !== 'held') throw this.#notHeld();
   }
 
   /**
    * Releases the lock, recording the outcome for the next holder: `unlock()` or
    * `unlock(null)` for success, `unlock(error)` to hand the error over. A second call is
-   * a no-op; rejects with {@link LockLostError} if the lock was lost before.
+   * a no-op. When the release fails (a `LockDatabaseError`), it is tried again in the
+   * background while the lease lasts, and a second call tries at once. After the lease
+   * was lost, the release is still tried (the row may still be this holder's): it rejects
+   * with {@link LockLostError} when the outcome could not be recorded.
    */
   unlock(error?: unknown): Promise<void> {
     return this.#release(error !== undefined && error !== null ? 'error' : 'released', error);
@@ -166,15 +208,19 @@ export class RemoteLock {
       if (this.#state === 'held') this.#state = 'released';
       return Promise.resolve();
     }
-    if (this.#state === 'released') return Promise.resolve();
-    if (this.#state === 'lost') return Promise.reject(this.#lostError!);
-    if (this.#releasing) return this.#releasing;
+    switch (this.#state) {
+      case 'released':
+        return Promise.resolve();
+      case 'lost':
+        return (this.#releasedAfterLoss ??= this.#releaseAfterLoss(outcome, error));
+      case 'releasing':
+        return this.#releasing!;
+      case 'unreleased':
+        return this.#retryRelease();
+    }
     this.#state = 'releasing';
     this.#stopTimers();
-    const releasing = this.#releaseNow(outcome, error);
-    // A release that failed at once is over already (held again): keep no failed promise.
-    if (this.#state === 'releasing') this.#releasing = releasing;
-    return releasing;
+    return (this.#releasing = this.#releaseNow(outcome, error));
   }
 
   async #releaseNow(outcome: ReleaseOutcome, error: unknown): Promise<void> {
@@ -183,24 +229,106 @@ export class RemoteLock {
     try {
       released = await lease.release(outcome, error);
     } catch (cause) {
+      this.#releasing = undefined;
       const databaseError = new LockDatabaseError(
         MESSAGES.databaseError('release', this.name),
         cause,
       );
-      // Still ours until the lease ends: a later unlock() may try again. Renewals
-      // stay stopped so that the lease runs out if nobody does.
-      this.#state = 'held';
-      this.#releasing = undefined;
-      this.#settle();
       lease.events.releaseFailed(this, databaseError);
+      if (this.#state === 'releasing') {
+        // Still ours until the lease's deadline: tried again meanwhile, never renewed.
+        this.#state = 'unreleased';
+        this.#retry = { outcome, error, attempts: 0, timer: undefined, running: undefined };
+        this.#scheduleRetry();
+      }
       throw databaseError;
     }
+    this.#releasing = undefined;
+    this.#released(released, outcome);
+  }
+
+  /** The answer of a release: released, or the row is no longer ours. */
+  #released(released: boolean, outcome: ReleaseOutcome): void {
     if (!released) {
+      this.#gone = true;
       this.#lose(MESSAGES.lostTakenOver);
       throw this.#lostError!;
     }
     this.#state = 'released';
+    this.#stopTimers();
     this.#settle();
+    this.#lease!.events.released(this, outcome === 'error', this.#lease!.grantedAt);
+  }
+
+  /** Tries a failed release again after a backoff, unless the lease's deadline comes first. */
+  #scheduleRetry(): void {
+    const retry = this.#retry!;
+    this.#armDeadline();
+    const delay = Math.min(
+      RELEASE_RETRY.maxMs,
+      this.#lease!.ttlMs / 6,
+      RELEASE_RETRY.minMs * 2 ** retry.attempts,
+    );
+    if (performance.now() + delay >= this.#localDeadline) return; // the deadline ends it
+    retry.timer = setTimeout(() => {
+      retry.timer = undefined;
+      this.#retryRelease().catch(() => undefined);
+    }, delay);
+    retry.timer.unref();
+  }
+
+  /** Tries a failed release again now (once at a time). */
+  #retryRelease(): Promise<void> {
+    const retry = this.#retry!;
+    if (retry.running) return retry.running;
+    clearTimeout(retry.timer);
+    retry.timer = undefined;
+    retry.attempts++;
+    const lease = this.#lease!;
+    const running = lease.release(retry.outcome, retry.error).then(
+      (released) => {
+        retry.running = undefined;
+        if (this.#state === 'unreleased') return this.#released(released, retry.outcome);
+        if (released && this.#state === 'lost') {
+          // It went through after the local deadline: the outcome is recorded after all.
+          this.#state = 'released';
+          lease.events.released(this, retry.outcome === 'error', lease.grantedAt);
+        }
+      },
+      (cause: unknown) => {
+        retry.running = undefined;
+        if (this.#state === 'unreleased') this.#scheduleRetry();
+        throw new LockDatabaseError(MESSAGES.databaseError('release', this.name), cause);
+      },
+    );
+    retry.running = running;
+    return running;
+  }
+
+  /**
+   * After a local loss the row may still be this holder's (its lease ran out and nobody
+   * took it): the token-conditioned release records the outcome then. Otherwise the
+   * outcome is lost, and the LockLostError says so.
+   */
+  async #releaseAfterLoss(outcome: ReleaseOutcome, error: unknown): Promise<void> {
+    if (this.#gone) throw this.#lostError!;
+    const lease = this.#lease!;
+    let released: boolean;
+    try {
+      released = await lease.release(outcome, error);
+    } catch (cause) {
+      throw new LockLostError(this.name, MESSAGES.lostOutcomeUnrecorded(this.#lostWhy), {
+        cause: new LockDatabaseError(MESSAGES.databaseError('release', this.name), cause),
+      });
+    }
+    if (!released) {
+      this.#gone = true;
+      if (outcome !== 'error') throw this.#lostError!;
+      throw new LockLostError(this.name, MESSAGES.lostErrorDropped(this.#lostWhy), {
+        cause: this.#lostError,
+      });
+    }
+    this.#state = 'released';
     lease.events.released(this, outcome === 'error', lease.grantedAt);
   }
 
@@ -212,7 +340,7 @@ export class RemoteLock {
   /**
    * Arms one timer: the next renewal (a third of the lease on), or the loss at the local
    * deadline when that comes first. The deadline is armed when a renewal falls due (see
-   * `#renewDue`), so a lock released before then never had a second timer.
+   * `#renew`), so a lock released before then never had a second timer.
    */
   #schedule(now: number): void {
     this.#stopTimers();
@@ -223,64 +351,111 @@ export class RemoteLock {
       this.#renewTimer = setTimeout(() => this.#renewDue(), renewIn);
       this.#renewTimer.unref();
     } else {
-      this.#armDeadline(wait);
+      this.#armDeadline();
     }
   }
 
   #renewDue(): void {
     this.#renewTimer = undefined;
-    this.#armDeadline(Math.max(0, this.#localDeadline - performance.now()));
     void this.#renew().catch(() => undefined);
   }
 
-  /** Loses the lock `wait` ms from now unless a renewal succeeds before (once armed, kept). */
-  #armDeadline(wait: number): void {
-    if (this.#deadlineTimer !== undefined) return;
-    this.#deadlineTimer = setTimeout(() => this.#lose(MESSAGES.lostExpired), wait);
+  /** Loses the lock at the local deadline unless a renewal moves it (armed again when it comes sooner). */
+  #armDeadline(): void {
+    if (this.#deadlineTimer !== undefined && this.#deadlineArmedAt <= this.#localDeadline) return;
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineArmedAt = this.#localDeadline;
+    this.#deadlineTimer = setTimeout(
+      () => this.#deadlinePassed(),
+      Math.max(0, this.#localDeadline - performance.now()),
+    );
     this.#deadlineTimer.unref();
   }
 
+  #deadlinePassed(): void {
+    this.#deadlineTimer = undefined;
+    this.#deadlineArmedAt = Infinity;
+    // Moved on by a renewal meanwhile, or a timer a little early by the monotonic clock.
+    if (performance.now() < this.#localDeadline) return this.#armDeadline();
+    this.#lose(this.#state === 'unreleased' ? MESSAGES.lostUnreleased : MESSAGES.lostExpired);
+  }
+
+  /** Sends one renewal; resolves once its answer (and those of renewals racing it) is applied. */
   async #renew(): Promise<void> {
     if (this.#state !== 'held') return;
     const lease = this.#lease!;
     const ttlMs = lease.ttlMs;
     const sentAt = performance.now();
-    let end: number | null;
+    // If this statement runs last, the lease ends no sooner than this: never count on more.
+    const earliest = sentAt + ttlMs;
+    if (this.#inFlight++ === 0) {
+      this.#burstDeadline = earliest;
+      this.#burstEndUs = Infinity;
+      this.#burstRenewed = false;
+      this.#burstWaiters = [];
+    } else if (earliest < this.#burstDeadline) {
+      this.#burstDeadline = earliest;
+    }
+    if (earliest < this.#localDeadline) this.#localDeadline = earliest;
+    this.#armDeadline();
+    let end: number | null = null;
+    let failed = false;
+    let failure: unknown;
     try {
       end = await lease.renew(ttlMs);
     } catch (error) {
-      if (this.#state !== 'held') return;
-      lease.events.renewalFailed(this, error);
+      failed = true;
+      failure = error;
+    }
+    this.#inFlight--;
+    if (end !== null) {
+      this.#burstRenewed = true;
+      if (end < this.#burstEndUs) this.#burstEndUs = end;
+    } else if (!failed && this.#state === 'held') {
+      // Not ours any more (or its lease ran out in the database).
+      this.#lose(MESSAGES.lostTakenOver);
+    }
+    if (this.#inFlight === 0) this.#burstAnswered();
+    if (!failed || this.#state !== 'held') return;
+    lease.events.renewalFailed(this, failure);
+    if (this.#inFlight === 0 && !this.#burstRenewed) {
       const left = this.#localDeadline - performance.now();
       if (left <= 0) {
-        this.#lose(MESSAGES.lostExpired, error);
+        this.#lose(MESSAGES.lostExpired, failure);
         return;
       }
       // Try again soon, before the lease runs out; the deadline timer stays armed.
-      this.#armDeadline(left);
       clearTimeout(this.#renewTimer);
       this.#renewTimer = setTimeout(
         () => void this.#renew().catch(() => undefined),
         Math.min(ttlMs / 6, left / 2),
       );
       this.#renewTimer.unref();
-      throw error;
     }
-    if (this.#state !== 'held') return;
-    if (end === null) {
-      this.#lose(MESSAGES.lostTakenOver);
-      return;
+    throw failure;
+  }
+
+  /** Every renewal of a burst was answered: the lease is the earliest the burst may have set. */
+  #burstAnswered(): void {
+    const waiters = this.#burstWaiters;
+    this.#burstWaiters = undefined;
+    if (this.#burstRenewed && this.#state !== 'lost' && this.#state !== 'released') {
+      this.#expiresAtUs = this.#burstEndUs;
+      this.#expiresAt = undefined;
+      this.#localDeadline = this.#burstDeadline;
+      this.#lease!.events.renewed(this, this.expiresAt);
+      // Held: the next renewal. A release that failed is never renewed, but the renewal
+      // that was on its way moved its deadline.
+      if (this.#state === 'held') this.#schedule(performance.now());
+      else if (this.#state === 'unreleased') this.#armDeadline();
     }
-    this.#expiresAtUs = end;
-    this.#expiresAt = new Date(end / 1000);
-    lease.events.renewed(this, this.#expiresAt);
-    this.#localDeadline = sentAt + ttlMs;
-    this.#schedule(performance.now());
+    if (waiters) for (const resolve of waiters) resolve();
   }
 
   #lose(why: string, cause?: unknown): void {
     if (this.#state === 'lost' || this.#state === 'released') return;
     this.#state = 'lost';
+    this.#lostWhy = why;
     this.#stopTimers();
     this.#lostError = new LockLostError(
       this.name,
@@ -297,6 +472,11 @@ export class RemoteLock {
     clearTimeout(this.#deadlineTimer);
     this.#renewTimer = undefined;
     this.#deadlineTimer = undefined;
+    this.#deadlineArmedAt = Infinity;
+    if (this.#retry) {
+      clearTimeout(this.#retry.timer);
+      this.#retry.timer = undefined;
+    }
   }
 
   #settle(): void {
@@ -307,8 +487,10 @@ export class RemoteLock {
 
   static {
     releaseWithOutcome = (lock, outcome, error) => lock.#release(outcome, error);
-    stopRenewing = (lock) => {
-      if (lock.#state === 'held') lock.#stopTimers();
+    abandonLock = (lock) => {
+      if (lock.#state !== 'held' && lock.#state !== 'unreleased') return false;
+      lock.#lose(MESSAGES.lostShutdownGrace);
+      return true;
     };
   }
 }
@@ -328,7 +510,11 @@ export function passOnLock(lock: RemoteLock): Promise<void> {
   return releaseWithOutcome(lock, 'pass', undefined);
 }
 
-/** Stops the background renewal of a held lock (shutdown). Internal. */
-export function stopRenewal(lock: RemoteLock): void {
-  stopRenewing(lock);
+/**
+ * Shutdown, at the end of its grace: a lock whose section still runs (or whose failed
+ * release is still tried) is lost here, its `signal` aborts and its lease is left to
+ * expire. False when it was not held (released, lost, or its release is on its way). Internal.
+ */
+export function abandon(lock: RemoteLock): boolean {
+  return abandonLock(lock);
 }

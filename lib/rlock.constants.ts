@@ -16,6 +16,7 @@ export const RLOCK_DEFAULTS = {
   waitConnections: 1,
   maxErrorBytes: 8_192,
   includeStack: false,
+  shutdownGraceMs: 5_000,
 } as const;
 
 /** Limits that every argument is checked against before any database call. */
@@ -34,3 +35,6 @@ export const RLOCK_LIMITS = {
   minErrorBytes: 256,
   maxErrorBytes: 60_000,
 } as const;
+
+/** Backoff of a failed release tried again while its lease lasts (doubling from min to max). */
+export const RELEASE_RETRY = { minMs: 100, maxMs: 2_000 } as const;

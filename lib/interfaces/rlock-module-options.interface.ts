@@ -36,6 +36,14 @@ export interface RLockModuleOptions {
   /** Whether the module is global. Default: true. */
   isGlobal?: boolean;
   /**
+   * On application shutdown (`app.close()`, or a signal with `app.enableShutdownHooks()`),
+   * how long held locks keep being renewed while their sections finish and release with
+   * their real outcomes, in ms. New locks and waiters fail with `ShuttingDownError` at once.
+   * Sections still running after it get their `signal` aborted and their locks are left to
+   * expire. Default: 5,000.
+   */
+  shutdownGraceMs?: number;
+  /**
    * Turns locking off for `@WithRemoteLock` methods (they run directly, `@LastError()` gets
    * null), for an application's own unit tests. With `forRoot()` the module then needs no
    * TypeORM data source and `RLockService` takes no locks. Default: false.

@@ -29,6 +29,8 @@ export interface ResolvedRLockOptions {
   logStoredErrors?: boolean;
   holder: string;
   disabled: boolean;
+  /** How long shutdown lets held locks' sections finish (renewing them) before abandoning them. */
+  shutdownGraceMs: number;
 }
 
 const MODULE_OPTION_KEYS = [
@@ -45,6 +47,7 @@ const MODULE_OPTION_KEYS = [
   'holder',
   'isGlobal',
   'disabled',
+  'shutdownGraceMs',
 ] as const;
 
 /** Validates module options (throws InvalidArgumentError) and fills in the defaults. */
@@ -97,6 +100,8 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
   assertOptionalBoolean(o.logStoredErrors, 'logStoredErrors');
   assertOptionalBoolean(o.isGlobal, 'isGlobal');
   assertOptionalBoolean(o.disabled, 'disabled');
+  const shutdownGraceMs = o.shutdownGraceMs ?? RLOCK_DEFAULTS.shutdownGraceMs;
+  assertDuration(shutdownGraceMs, 'shutdownGraceMs', 0);
   const holder = o.holder ?? `${hostname()}:${process.pid}`;
   assertHolder(holder);
   return {
@@ -113,5 +118,6 @@ export function resolveOptions(options: RLockModuleOptions = {}): ResolvedRLockO
     logStoredErrors: o.logStoredErrors ?? false,
     holder,
     disabled: o.disabled ?? false,
+    shutdownGraceMs,
   };
 }
