@@ -257,6 +257,13 @@ export class WaitingRoom<L> {
   private async step(line: Line): Promise<void> {
     const head = line.waiters[0];
     if (line.place === null) {
+      // The place given up when the last waiter left, just before this one came: let it go
+      // first, so that `leaving` speaks of the place taken now (else it is never given up).
+      if (line.leaving) {
+        await line.leaving;
+        line.leaving = undefined;
+        if (line.waiters.length === 0) return;
+      }
       this.doorbell?.open(
         this.options.owner,
         (token) => this.rung(token),

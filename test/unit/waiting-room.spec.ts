@@ -990,6 +990,28 @@ describe('WaitingRoom', () => {
       expect(granting.passOns).toHaveLength(1);
     });
 
+    it('gives up the place of a caller that came just as the previous place was being given up', async () => {
+      const { db, granting, room, wait } = setUp();
+      db.take('key:a', 'other', 60_000);
+      const first = wait('a', { timeoutMs: 500 });
+      await flush();
+      // Another caller comes as soon as the first gives up (a retry in its error handler).
+      let second: Tracked<FakeLock> | undefined;
+      first.promise.catch(() => (second = wait('a', { timeoutMs: 500 })));
+      await advance(500);
+      expect(first.error).toBeInstanceOf(AcquireTimeoutError);
+      expect(db.placesOf(OWNER, 'key:a')).toHaveLength(1);
+
+      await advance(500);
+      expect(second!.error).toBeInstanceOf(AcquireTimeoutError);
+      // Nobody here waits: no place of this process is left for a release to hand the lock to.
+      expect(db.placesOf(OWNER, 'key:a')).toHaveLength(0);
+      expect(room.hasLine('key:a')).toBe(false);
+      db.releaseBy('key:a', 'other', 'error', '{"message":"boom"}');
+      expect(db.locks.get('key:a')).toMatchObject({ token: null, lastOutcome: 'error' });
+      expect(granting.passOns).toHaveLength(0);
+    });
+
     it('passes a lock on once when the line’s attempt is granted after its last waiter gave up', async () => {
       const { db, granting, wait } = setUp();
       db.take('key:a', 'dying', 5_000);
