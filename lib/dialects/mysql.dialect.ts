@@ -52,10 +52,10 @@ const TICK = `(${NOW} DIV (? * 1000)) * (? * 1000)`;
 const OVERRAN = `(hold_limit IS NOT NULL AND expires_at >= hold_limit)`;
 /** What a takeover stores (parameters: the hold-limit message, the lease-expired message). */
 const TAKEOVER_ERROR = `IF(${OVERRAN}, JSON_OBJECT(
-    'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', ?,
+    'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'code', 'RLOCK_HOLD_LIMIT', 'message', ?,
     'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'limitAt', hold_limit DIV 1000)),
   JSON_OBJECT(
-    'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
+    'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'code', 'RLOCK_LEASE_EXPIRED', 'message', ?,
     'fields', JSON_OBJECT('holder', holder, 'fence', fence, 'expiredAt', expires_at DIV 1000)))`;
 /**
  * Free to take: released or its lease ended, no minimum hold left, and (parameters: the

@@ -301,10 +301,10 @@ function acquireStatement(table: string, waiters: string, fromPlace: boolean): s
              WHEN ${overran} THEN 'overran' ELSE 'expired' END,
            last_error = CASE WHEN t.token IS NULL THEN t.last_error
              WHEN ${overran} THEN json_build_object(
-               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', $8::text,
+               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'code', 'RLOCK_HOLD_LIMIT', 'message', $8::text,
                'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'limitAt', t.hold_limit / 1000))::text
              ELSE json_build_object(
-               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', $5::text,
+               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'code', 'RLOCK_LEASE_EXPIRED', 'message', $5::text,
                'fields', json_build_object('holder', t.holder, 'fence', t.fence, 'expiredAt', t.expires_at / 1000))::text END,
            token = $2, holder = $3, fence = t.fence + 1,
            acquired_at = ${NOW},

@@ -366,7 +366,8 @@ export class SqliteDialect implements LockDialect {
       AND (q.queued_at < ? OR (q.queued_at = ? AND q.token < ?)))`;
     const outcome = `last_outcome = CASE WHEN ? THEN last_outcome ELSE ? END,
       last_error = CASE WHEN ? THEN last_error ELSE ? END`;
-    const tick = `(${NOW} / (? * 1000)) * (? * 1000)`;
+    // Integer division (better-sqlite3 binds numbers as REAL).
+    const tick = `(${NOW} / CAST(? * 1000 AS INTEGER)) * CAST(? * 1000 AS INTEGER)`;
     // A grant (parameters: `grantValues`): the lease capped by the hold limit, the period.
     const grant = `token = ?, holder = ?, fence = fence + 1, acquired_at = ${NOW},
       expires_at = ${NOW} + MIN(?, COALESCE(?, ?)) * 1000, hold_limit = ${NOW} + ? * 1000,
@@ -395,10 +396,10 @@ export class SqliteDialect implements LockDialect {
              WHEN ${overran} THEN 'overran' ELSE 'expired' END,
            last_error = CASE WHEN token IS NULL THEN last_error
              WHEN ${overran} THEN json_object(
-               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'message', ?,
+               'type', 'HoldLimitExceededError', 'name', 'HoldLimitExceededError', 'code', 'RLOCK_HOLD_LIMIT', 'message', ?,
                'fields', json_object('holder', holder, 'fence', fence, 'limitAt', hold_limit / 1000))
              ELSE json_object(
-               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'message', ?,
+               'type', 'LeaseExpiredError', 'name', 'LeaseExpiredError', 'code', 'RLOCK_LEASE_EXPIRED', 'message', ?,
                'fields', json_object('holder', holder, 'fence', fence, 'expiredAt', expires_at / 1000)) END,
            ${grant}
          WHERE id = ? AND (token IS NULL OR expires_at <= ${NOW}) AND ${mayTake}`,
