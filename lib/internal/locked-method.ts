@@ -2,6 +2,7 @@ import { METHOD_METADATA } from '@nestjs/common/constants';
 import { isObservable, Observable, throwError, type Subscriber } from 'rxjs';
 import { AcquireTimeoutError } from '../errors/acquire-timeout.error';
 import { LockConflictException } from '../errors/lock-conflict.exception';
+import { LockLostError } from '../errors/lock-lost.error';
 import { RLockConfigurationError } from '../errors/rlock-configuration.error';
 import type { LockOptions } from '../interfaces/lock-options.interface';
 import type { RemoteLock } from '../remote-lock';
@@ -12,6 +13,9 @@ import { runInLockScope } from './lock-context';
 import { assertLockName } from './validate';
 
 type Method = (this: unknown, ...args: unknown[]) => unknown;
+
+/** Shortest time an Observable returned holding the lock waits for its subscriber. */
+const MIN_SUBSCRIBE_WAIT_MS = 1_000;
 
 /** A `@WithRemoteLock` declaration, validated. */
 export interface LockedMethodConfig {
@@ -39,7 +43,9 @@ export interface LockedMethodConfig {
  * `lastError` in the `@LastError()` parameters, runs the method in the locked section
  * (`RLockService.runHolding`: released with the method's error, which is rethrown
  * unchanged) and, when the method returns an Observable, holds the lock until that
- * Observable completes, errors or is unsubscribed from.
+ * Observable completes, errors or is unsubscribed from. An Observable that nobody
+ * subscribes to within the method's acquire timeout (at least a second) releases the lock
+ * with a LockLostError, which later subscribers get too: it never holds the lock for ever.
  */
 export function createLockedMethod(original: Method, config: LockedMethodConfig): Method {
   const wrapper = function (this: unknown, ...args: unknown[]): unknown {
@@ -121,10 +127,26 @@ class LockedCall {
         if (!isObservable(result)) return result;
         return new Promise<void>((finished, failed) => {
           let subscribed = false;
+          // Nobody subscribed in time: the lock was released with this error.
+          let unsubscribed: LockLostError | undefined;
+          const waitMs = Math.max(
+            MIN_SUBSCRIBE_WAIT_MS,
+            this.config.acquireTimeoutMs ?? this.service.defaultAcquireTimeoutMs,
+          );
+          const timer = setTimeout(() => {
+            unsubscribed = new LockLostError(
+              lock.name,
+              MESSAGES.decorator.notSubscribed(this.config.label, waitMs),
+            );
+            failed(unsubscribed);
+          }, waitMs);
+          timer.unref();
           resolve(
             new Observable((subscriber) => {
+              if (unsubscribed) return subscriber.error(unsubscribed);
               if (subscribed) return result.subscribe(subscriber);
               subscribed = true;
+              clearTimeout(timer);
               runInLockScope(lock, () => relay(result, subscriber)).then(finished, failed);
               outcome.then(
                 () => subscriber.complete(),

@@ -17,6 +17,7 @@ import {
   AcquireTimeoutError,
   InvalidArgumentError,
   LastError,
+  LockLostError,
   LockReentryError,
   RLockConfigurationError,
   RLockModule,
@@ -97,6 +98,12 @@ class Jobs {
   // No declared return type: the wrapper finds the Observable when the method returns it.
   @WithRemoteLock('stream-untyped')
   streamUntyped(source: Observable<number>) {
+    return source;
+  }
+
+  // Undeclared, and nobody subscribes: released after the acquire timeout (at least 1 s).
+  @WithRemoteLock('stream-unwatched', 300)
+  streamUnwatched(source: Observable<number>) {
     return source;
   }
 
@@ -239,6 +246,28 @@ describe.each(testDatabases())('@WithRemoteLock on $label', (db) => {
     expect((await app.service.inspect('stream'))?.fence).toBe(held.fence); // never acquired again
   });
 
+  it('releases the lock of an Observable nobody subscribes to, with an error saying so (issue 13, item 16)', async () => {
+    let ran = false;
+    const source = new Observable<number>((subscriber) => {
+      ran = true;
+      subscriber.next(1);
+      subscriber.complete();
+    });
+    const result = (await (jobs.streamUnwatched(source) as unknown)) as Observable<number>;
+    expect(isObservable(result)).toBe(true);
+    await waitFor(async () => (await app.service.inspect('stream-unwatched'))?.status === 'free');
+    const state = await app.service.inspect('stream-unwatched');
+    expect(state?.lastOutcome).toBe('error');
+    expect(state?.lastError?.message).toContain(
+      'Jobs.streamUnwatched returned was not subscribed to within 1000 ms',
+    );
+    // A late subscriber gets the same error; the source never runs without the lock.
+    const late = await firstValueFrom(result).catch((e: unknown) => e);
+    expect(late).toBeInstanceOf(LockLostError);
+    expect((late as Error).message).toContain('not subscribed to within 1000 ms');
+    expect(ran).toBe(false);
+  });
+
   it('releases with the error of a failing Observable and passes the same error on', async () => {
     const error = new RecoverableError('stream broke');
     await expect(firstValueFrom(jobs.failing(error))).rejects.toBe(error);
@@ -333,9 +362,10 @@ describe('@WithRemoteLock without a usable RLockModule', () => {
     expect(await firstValueFrom(tested.stream().pipe(toArray()))).toEqual([0, 1]);
     const service = module.get(RLockService);
     expect(service.disabled).toBe(true);
-    await expect(service.lock('t:a', 0)).rejects.toMatchObject({
-      cause: expect.objectContaining({ message: MESSAGES.disabled }),
-    });
+    // A configuration error, not a database failure: it reaches the caller as it is.
+    const error = await service.lock('t:a', 0).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RLockConfigurationError);
+    expect((error as Error).message).toBe(MESSAGES.disabled);
     await module.close();
   });
 
