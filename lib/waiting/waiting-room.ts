@@ -270,6 +270,7 @@ export class WaitingRoom<L> {
         () => this.doorbellConnected(),
       );
       const token = ownerToken();
+      const doorbell = this.doorbell?.ringing ? this.doorbell.address : null;
       line.place = await this.dialect.enqueue({
         key: line.key,
         token,
@@ -277,10 +278,13 @@ export class WaitingRoom<L> {
         ttlMs: head.request.ttlMs,
         maxHoldMs: head.request.maxHoldMs,
         owner: this.options.owner,
-        doorbell: this.doorbell?.ringing ? this.doorbell.address : null,
+        doorbell,
         placeTtlMs: PLACE_TTL_MS,
       });
       this.startTimers();
+      // The doorbell (re)connected while the place was on its way (with no place to renew
+      // then): the place names its address now, not at the next renewal a second later.
+      if (this.doorbell?.ringing && this.doorbell.address !== doorbell) this.doorbellConnected();
       // Released before the place was visible: the lock may be free with nobody called.
       // (Held here and not being released: this process's own release will see the place.)
       if (!this.granting.heldHere(line.key)) await this.attempt(line);

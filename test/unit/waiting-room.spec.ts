@@ -1281,6 +1281,24 @@ describe('WaitingRoom', () => {
       expect(waiter.value).toMatchObject({ token, via: 'handover' });
     });
 
+    it('names the doorbell in a place taken while the doorbell connected', async () => {
+      const { db, bell, wait } = setUp();
+      bell!.ringing = false;
+      db.take('key:a', 'other', 60_000);
+      const enqueue = db.pause('enqueue', 'before');
+      wait('a');
+      await enqueue.reached;
+      // The doorbell connects while the first place is on its way: no place to name it yet.
+      bell!.ringing = true;
+      bell!.connected();
+      enqueue.open();
+      await flush();
+
+      expect(db.placesOf(OWNER, 'key:a')[0].doorbell).toBe('bell-of-p1');
+      // The next release rings it, instead of the renewal a second later finding the grant.
+      expect(db.releaseBy('key:a', 'other').ring).toMatchObject({ doorbell: 'bell-of-p1' });
+    });
+
     it('republishes the doorbell’s address at once when it (re)connects', async () => {
       const { db, bell, wait } = setUp();
       const renewPlaces = jest.spyOn(db, 'renewPlaces');
