@@ -93,6 +93,8 @@ export class RLockService
   private readonly heldByKey = new Map<string, Set<RemoteLock>>();
   private readonly emitter: LockEventEmitter;
   private readonly room: WaitingRoom<RemoteLock>;
+  /** Keys with a first attempt of this process on its way, and how many. */
+  private readonly attempting = new Map<string, number>();
   /** This process, as its places in the lock lines name it. */
   private readonly owner = randomBytes(6).toString('hex');
   private closing = false;
@@ -358,16 +360,25 @@ export class RLockService
   private async acquire(name: string, timeoutMs: number, call: CallOptions): Promise<RemoteLock> {
     this.assertOpen(call.signal);
     const key = lockKey(name);
-    // Callers of this process already wait for it, or hold it: join them, no attempt.
+    // Callers of this process already wait for it, hold it or are asking for it: join them,
+    // no attempt (a hundred callers at once make one attempt, not a hundred).
     // (A run of a period, `oncePer`, makes exactly one attempt.)
     const once = timeoutMs === 0 || call.oncePerMs !== null;
-    if (once || !(this.room.hasLine(key) || this.heldHere(key))) {
-      const result = await this.bounded(
-        this.attemptRaw(name, key, call, ownerToken(), null),
-        name,
-        call.signal,
-        call.startedAt + timeoutMs + ATTEMPT_GRACE_MS,
-      );
+    if (once || !(this.room.hasLine(key) || this.heldHere(key) || this.attempting.has(key))) {
+      this.attempting.set(key, (this.attempting.get(key) ?? 0) + 1);
+      let result: RemoteLock | NotGranted;
+      try {
+        result = await this.bounded(
+          this.attemptRaw(name, key, call, ownerToken(), null),
+          name,
+          call.signal,
+          call.startedAt + timeoutMs + ATTEMPT_GRACE_MS,
+        );
+      } finally {
+        const left = this.attempting.get(key)! - 1;
+        if (left === 0) this.attempting.delete(key);
+        else this.attempting.set(key, left);
+      }
       if (result instanceof RemoteLock) return result;
       if (once) {
         this.emitter.timedOut(name, timeoutMs, call.startedAt);
@@ -503,6 +514,8 @@ export class RLockService
       expiresAtUs: grant.expiresAtUs,
       sentAt,
       grantedMs: grant.nowUs === undefined ? undefined : (grant.expiresAtUs - grant.nowUs) / 1000,
+      holdLimitMs:
+        grant.holdLimitUs === null ? undefined : (grant.holdLimitUs - grant.acquiredAtUs) / 1000,
       lease: {
         key,
         token,
