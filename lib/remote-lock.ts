@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { LockDatabaseError } from './errors/lock-database.error';
+import { HoldLimitExceededError } from './errors/hold-limit-exceeded.error';
 import { LockLostError } from './errors/lock-lost.error';
 import type { LockEventEmitter } from './events/lock-event-emitter';
 import { assertDuration } from './internal/validate';
@@ -78,6 +79,8 @@ export class RemoteLock {
   #expiresAt: Date | undefined;
   /** performance.now() by which the lease surely still runs: never later than the database's expiry. */
   #localDeadline: number;
+  /** With `maxHoldMs`: when the holding ends, renewed or not (performance.now() time). */
+  #holdDeadline = Infinity;
   #lostError: LockLostError | undefined;
   #lostWhy = '';
   /** A release found the row no longer ours: nothing is left to release. */
@@ -119,6 +122,8 @@ export class RemoteLock {
           sentAt: number;
           /** The lease granted, when shorter than the ttl (a hand-off): renewed sooner. */
           grantedMs?: number;
+          /** With `maxHoldMs`: how long after the grant the holding ends, renewed or not. */
+          holdLimitMs?: number;
           lease: LockLease;
         }
       | { parent: RemoteLock },
@@ -140,7 +145,11 @@ export class RemoteLock {
     this.#lease = init.lease;
     this.#parent = null;
     this.#expiresAtUs = init.expiresAtUs;
-    this.#localDeadline = init.sentAt + Math.min(init.lease.ttlMs, init.grantedMs ?? Infinity);
+    this.#holdDeadline = init.sentAt + (init.holdLimitMs ?? Infinity);
+    this.#localDeadline = Math.min(
+      init.sentAt + Math.min(init.lease.ttlMs, init.grantedMs ?? Infinity),
+      this.#holdDeadline,
+    );
     this.#schedule(init.lease.grantedAt);
   }
 
@@ -344,6 +353,11 @@ export class RemoteLock {
    */
   #schedule(now: number): void {
     this.#stopTimers();
+    // Renewed up to its hold limit: no renewal can move it further.
+    if (this.#localDeadline >= this.#holdDeadline) {
+      this.#armDeadline();
+      return;
+    }
     const wait = Math.max(0, this.#localDeadline - now);
     // A third of the lease on (of what is left of a short hand-off lease, at once).
     const renewIn = Math.min(this.#lease!.ttlMs / 3, wait / 3);
@@ -377,6 +391,10 @@ export class RemoteLock {
     this.#deadlineArmedAt = Infinity;
     // Moved on by a renewal meanwhile, or a timer a little early by the monotonic clock.
     if (performance.now() < this.#localDeadline) return this.#armDeadline();
+    if (this.#localDeadline >= this.#holdDeadline && this.#state === 'held') {
+      this.#lose(MESSAGES.holdLimitExceeded, undefined, new HoldLimitExceededError(this.name));
+      return;
+    }
     this.#lose(this.#state === 'unreleased' ? MESSAGES.lostUnreleased : MESSAGES.lostExpired);
   }
 
@@ -386,8 +404,9 @@ export class RemoteLock {
     const lease = this.#lease!;
     const ttlMs = lease.ttlMs;
     const sentAt = performance.now();
-    // If this statement runs last, the lease ends no sooner than this: never count on more.
-    const earliest = sentAt + ttlMs;
+    // If this statement runs last, the lease ends no sooner than this: never count on more
+    // (and never past the hold limit, where the database caps it).
+    const earliest = Math.min(sentAt + ttlMs, this.#holdDeadline);
     if (this.#inFlight++ === 0) {
       this.#burstDeadline = earliest;
       this.#burstEndUs = Infinity;
@@ -452,16 +471,13 @@ export class RemoteLock {
     if (waiters) for (const resolve of waiters) resolve();
   }
 
-  #lose(why: string, cause?: unknown): void {
+  #lose(why: string, cause?: unknown, error?: LockLostError): void {
     if (this.#state === 'lost' || this.#state === 'released') return;
     this.#state = 'lost';
     this.#lostWhy = why;
     this.#stopTimers();
-    this.#lostError = new LockLostError(
-      this.name,
-      why,
-      cause === undefined ? undefined : { cause },
-    );
+    this.#lostError =
+      error ?? new LockLostError(this.name, why, cause === undefined ? undefined : { cause });
     this.#settle();
     this.#lease!.events.lost(this, this.#lostError, this.#lease!.grantedAt);
     this.#controller?.abort(this.#lostError);
