@@ -18,6 +18,23 @@ export interface WithRemoteLockOptions {
   onLocked?: 'throw' | 'skip';
   /** Inside a locked section that already holds this lock, reuse it instead of failing with `LockReentryError`. */
   reentrant?: boolean;
+  /**
+   * The lock stays taken until this long after the grant (database clock), even when the
+   * method returns sooner (ShedLock's `lockAtLeastFor`). See `LockOptions.minHoldMs`.
+   */
+  minHoldMs?: number;
+  /**
+   * The holding ends this long after the grant even if the method is still running
+   * (ShedLock's `lockAtMostFor`): its `signal` aborts with `HoldLimitExceededError` and the
+   * next holder is told. See `LockOptions.maxHoldMs`.
+   */
+  maxHoldMs?: number;
+  /**
+   * Run once per period across the cluster (`'1m'`, `'30s'`, or ms), whatever the replicas'
+   * timers and clocks: the period is decided by the database clock and recorded with the
+   * lock. Makes exactly one attempt. Typically with `onLocked: 'skip'` under `@Cron`.
+   */
+  oncePer?: number | string;
 }
 
 /** Keys accepted in {@link WithRemoteLockOptions}. */
@@ -26,4 +43,7 @@ export const WITH_REMOTE_LOCK_OPTION_KEYS = [
   'ttlMs',
   'onLocked',
   'reentrant',
+  'minHoldMs',
+  'maxHoldMs',
+  'oncePer',
 ] as const;

@@ -15,6 +15,7 @@ import {
   assertOptionalBoolean,
   assertOptions,
   describe,
+  parsePeriod,
 } from '../internal/validate';
 import { RLOCK_LIMITS } from '../rlock.constants';
 import { MESSAGES } from '../rlock.messages';
@@ -92,11 +93,17 @@ function resolveDecoratorOptions(options: number | WithRemoteLockOptions | undef
     throw new InvalidArgumentError('onLocked', MESSAGES.decorator.onLocked(describe(o.onLocked)));
   }
   assertOptionalBoolean(o.reentrant, 'reentrant');
+  if (o.minHoldMs !== undefined) assertDuration(o.minHoldMs, 'minHoldMs', 0);
+  if (o.maxHoldMs !== undefined) assertDuration(o.maxHoldMs, 'maxHoldMs', RLOCK_LIMITS.minTtlMs);
+  if (o.oncePer !== undefined) parsePeriod(o.oncePer);
   return {
     acquireTimeoutMs: o.acquireTimeoutMs,
     ttlMs: o.ttlMs,
     onLocked: o.onLocked ?? 'throw',
     reentrant: o.reentrant,
+    minHoldMs: o.minHoldMs,
+    maxHoldMs: o.maxHoldMs,
+    oncePer: o.oncePer,
   };
 }
 
