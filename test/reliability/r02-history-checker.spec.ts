@@ -107,6 +107,10 @@ describe('R2 history checker', () => {
     ],
     ['release by a non-owner', [grant(1, 10, 0, 1000), release(2, 10, 1)]],
     [
+      'grant time unknown',
+      [grant(1, 10, 0, 1000), release(1, 10, 1), { ...grant(2, 11, 5, 0), dbAt: null }],
+    ],
+    [
       'released after being told it was lost',
       [grant(1, 10, 0, 1000), lost(1, 10, 1), release(1, 10, 2)],
     ],

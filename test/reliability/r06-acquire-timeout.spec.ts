@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { testDatabases } from '../support/databases';
 import { Agent, stopAll } from './support/agent';
 import { FULL, percentile, recordFigures, round } from './support/figures';
@@ -5,7 +6,7 @@ import { ReliabilityDb } from './support/reliability-db';
 
 // R6: waiters with a 200 ms acquire timeout against a held lock, one at a time and 200 at
 // once, must fail with AcquireTimeoutError after 200 ms (plus at most a poll and a round
-// trip), and none of them may end up owning the lock.
+// trip), and none of them may end up owning the lock or leave its place in line behind.
 const TIMEOUT = 200;
 const SINGLE = FULL ? 50 : 20;
 const STORM = 200;
@@ -46,6 +47,13 @@ describe.each(testDatabases())('R6 acquire timeout accuracy on $label', (db) => 
     await holder.call('unlock', { handle: held.handle });
     await sleep(POLL + 100);
     const stateAfter = await rdb.service.inspect(name);
+    // Every waiter gave up: none may have left its place in the lock's line behind (the
+    // line of the lock's key, the SHA-256 of its name: the waiters table holds other rows).
+    const key = createHash('sha256').update(name, 'utf8').digest('hex');
+    const placesLeft = Number(
+      (await rdb.exec(`SELECT count(*) AS n FROM ${rdb.table}_waiters WHERE lock_id = ?`, [key]))
+        .records[0].n,
+    );
     const ownedByTimedOut =
       stateHeld?.fence !== held.fence ||
       stateAfter?.status !== 'free' ||
@@ -65,11 +73,13 @@ describe.each(testDatabases())('R6 acquire timeout accuracy on $label', (db) => 
       stormP99Ms: round(percentile(stormMs, 99)),
       acquireTimeoutErrors: `${typed}/${errors.length}`,
       rowsOwnedByTimedOutWaiters: ownedByTimedOut,
+      placesLeftByTimedOutWaiters: placesLeft,
     });
     expect(typed).toBe(errors.length);
     expect(Math.min(...all)).toBeGreaterThanOrEqual(TIMEOUT - 1);
     // Generous correctness bound on 2 shared cores: timeout + poll + 1 s.
     expect(Math.max(...all)).toBeLessThan(TIMEOUT + POLL + 1_000);
     expect(ownedByTimedOut).toBe(0);
+    expect(placesLeft).toBe(0);
   }, 120_000);
 });

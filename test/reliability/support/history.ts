@@ -7,8 +7,12 @@ export interface HistoryEvent {
   hr: number;
   name: string;
   fence?: number;
-  /** Database time of the grant (expiresAt − ttl), ms. */
-  dbAt?: number;
+  /**
+   * Database time of the grant (the row's `acquired_at`, read while held), ms; null when it
+   * could not be read (reported as an anomaly). Not `expiresAt − ttl`: a hand-off grants a
+   * lease shorter than the ttl until the new holder renews.
+   */
+  dbAt?: number | null;
   /** Lease end as last known to the holder (database clock), ms. */
   exp?: number;
   /** release: whether unlock() succeeded. */
@@ -110,6 +114,13 @@ export function checkHistory(events: HistoryEvent[], options: HistoryOptions = {
     const lastHr = new Map<string, number>();
     report.grants += grants.length;
     for (const g of grants) {
+      if (g.dbAt === null) {
+        anomalies.push({
+          kind: 'grant time unknown',
+          detail: `${name}: the database time of fence ${g.fence} could not be read while it was held`,
+          events: [g],
+        });
+      }
       const previous = grantOf.get(g.fence!);
       if (previous) {
         anomalies.push({
@@ -152,14 +163,16 @@ export function checkHistory(events: HistoryEvent[], options: HistoryOptions = {
     for (let i = 1; i < grants.length; i++) {
       const a = grants[i - 1];
       const b = grants[i];
-      if (b.dbAt! < a.dbAt! - DB_MS_TOLERANCE) {
+      // An unknown grant time (reported above) orders nothing and proves no expiry.
+      const dated = typeof a.dbAt === 'number' && typeof b.dbAt === 'number';
+      if (dated && b.dbAt! < a.dbAt! - DB_MS_TOLERANCE) {
         report.grantTimeInversions++;
         report.maxGrantTimeInversionMs = Math.max(
           report.maxGrantTimeInversionMs,
           a.dbAt! - b.dbAt!,
         );
       }
-      if (b.dbAt! < a.dbAt! - slack) {
+      if (dated && b.dbAt! < a.dbAt! - slack) {
         anomalies.push({
           kind: 'fence order differs from grant order',
           detail: `${name}: fence ${b.fence} granted at ${b.dbAt} before fence ${a.fence} at ${a.dbAt} (database clock)`,
@@ -169,7 +182,7 @@ export function checkHistory(events: HistoryEvent[], options: HistoryOptions = {
       const release = releases.get(key(a));
       const lostEvent = lost.get(key(a));
       const aExp = Math.max(a.exp ?? 0, lostEvent?.exp ?? 0, release?.exp ?? 0);
-      const expiredFirst = b.dbAt! >= aExp - DB_MS_TOLERANCE;
+      const expiredFirst = typeof b.dbAt === 'number' && b.dbAt >= aExp - DB_MS_TOLERANCE;
       const sectionEnd = release?.sectionEnd ?? lastHr.get(key(a)) ?? a.hr;
       const endedFirst = sectionEnd <= b.hr;
       // The next holder's lastError tells how the previous holding ended in the database:

@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RLockModuleOptions } from '../../../lib';
+import { createRLockMigration, type RLockModuleOptions } from '../../../lib';
 import { createTestApp, type TestApp } from '../../support/app';
 import { uniqueTableName, type TestDatabase } from '../../support/databases';
 import type { ChildConfig } from './agent';
@@ -28,7 +28,7 @@ export class ReliabilityDb {
     readonly kvTable: string,
   ) {}
 
-  /** Creates the tables (lock table through the module's entity, key/value table by hand). */
+  /** Creates the tables (the lock table and its waiters table through the module's entities, key/value table by hand). */
   static async open(db: TestDatabase, options: RLockModuleOptions = {}): Promise<ReliabilityDb> {
     const table = uniqueTableName('rlock_rel');
     const app = await createTestApp(db, { tableName: table, ...options });
@@ -138,10 +138,18 @@ export class ReliabilityDb {
     return records.map((r) => `${r.t}.${r.c}:${r.d}`);
   }
 
-  /** Drops the tables and closes the app. */
+  /** Drops the tables (the lock table and its waiters table through the library's migration) and closes the app. */
   async close(): Promise<void> {
     await this.exec(`DROP TABLE IF EXISTS ${this.kvTable}`).catch(() => undefined);
-    await this.exec(`DROP TABLE IF EXISTS ${this.table}`).catch(() => undefined);
+    const runner = this.app.dataSource.createQueryRunner();
+    try {
+      await new (createRLockMigration(this.table))().down(runner);
+    } catch (error) {
+      // Left behind: uniquely named tables in a test database; say so.
+      process.stderr.write(`[reliability] tables ${this.table}(_waiters) left: ${String(error)}\n`);
+    } finally {
+      await runner.release();
+    }
     await this.app.close();
     rmSync(this.eventsDir, { recursive: true, force: true });
   }

@@ -10,6 +10,7 @@ const {
   hr,
   eventLog,
   lastErrorInfo,
+  grantTime,
   FencedStore,
 } = require('./common');
 const { LeaseExpiredError, LockLostError, RemoteLockError } = require('../../../dist');
@@ -84,19 +85,12 @@ function describeLock(handle, lock, extra = {}) {
   };
 }
 
-function track(lock, ttlMs) {
+/** Records the grant of `lock` (with the hr and wall clock of the moment it was granted) and its loss. */
+async function track(ctx, lock, grantHr) {
+  const appNow = Date.now();
   const handle = nextHandle++;
   handles.set(handle, lock);
   const expiresAt = lock.expiresAt.getTime();
-  record({
-    e: 'grant',
-    name: lock.name,
-    fence: lock.fence,
-    dbAt: expiresAt - ttlMs,
-    exp: expiresAt,
-    appNow: Date.now(),
-    last: lock.lastError ? lock.lastError.name : null,
-  });
   lock.signal.addEventListener('abort', () => {
     const reason = lock.signal.reason;
     record({
@@ -106,6 +100,16 @@ function track(lock, ttlMs) {
       exp: lock.expiresAt.getTime(),
       reason: reason instanceof Error ? reason.constructor.name : String(reason),
     });
+  });
+  record({
+    e: 'grant',
+    hr: grantHr,
+    name: lock.name,
+    fence: lock.fence,
+    dbAt: await grantTime(ctx.service, lock),
+    exp: expiresAt,
+    appNow,
+    last: lock.lastError ? lock.lastError.name : null,
   });
   return handle;
 }
@@ -126,8 +130,9 @@ const ops = {
         ttlMs === undefined ? undefined : { ttlMs },
       );
       const grantHr = hr();
-      const handle = track(lock, ttlMs ?? config.rlock?.ttlMs ?? 30_000);
-      return describeLock(handle, lock, { elapsedMs: performance.now() - started, grantHr });
+      const elapsedMs = performance.now() - started;
+      const handle = await track(ctx, lock, grantHr);
+      return describeLock(handle, lock, { elapsedMs, grantHr });
     } catch (error) {
       return { error: errorInfo(error), elapsedMs: performance.now() - started };
     }
@@ -136,7 +141,7 @@ const ops = {
   async tryLock(ctx, { name, ttlMs }) {
     const lock = await ctx.service.tryLock(name, ttlMs === undefined ? undefined : { ttlMs });
     if (lock === null) return { handle: null };
-    return describeLock(track(lock, ttlMs ?? 30_000), lock);
+    return describeLock(await track(ctx, lock, hr()), lock);
   },
 
   /** `count` concurrent lock() calls; every one is expected to time out (R6). */

@@ -103,6 +103,26 @@ function lastErrorInfo(lock, classes = {}) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * The database time (ms) of the grant of `lock`: the row's `acquired_at`, read while the
+ * lock is held. `expiresAt − ttl` no longer dates a grant: a release that hands the lock
+ * to a waiter gives it a short lease (min(ttl, 1.5 s)) until the new holder renews.
+ * Null when the row has moved on to a later fence (the lock was lost first) or the read
+ * failed three times; the history checker reports such a grant.
+ */
+async function grantTime(service, lock) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const state = await service.inspect(lock.name);
+      if (state === null || state.fence !== lock.fence || state.acquiredAt === null) return null;
+      return state.acquiredAt.getTime();
+    } catch {
+      await sleep(50);
+    }
+  }
+  return null;
+}
+
+/**
  * The fence-checking store of R3 and R15: a table of (k, value, fence) that refuses any
  * read or write carrying a fence smaller than the largest it has seen for that key.
  */
@@ -153,5 +173,6 @@ module.exports = {
   eventLog,
   lastErrorInfo,
   sleep,
+  grantTime,
   FencedStore,
 };

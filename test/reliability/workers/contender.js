@@ -2,7 +2,16 @@
 // and over and, inside the section, increments a counter by read-modify-write (plain, or
 // through the fence-checking store). Every grant, write and release goes to an events
 // file with synchronous writes, so that a SIGKILLed process leaves its history behind.
-const { startApp, exec, errorInfo, hr, eventLog, sleep, FencedStore } = require('./common');
+const {
+  startApp,
+  exec,
+  errorInfo,
+  hr,
+  eventLog,
+  sleep,
+  grantTime,
+  FencedStore,
+} = require('./common');
 
 const config = JSON.parse(process.argv[2]);
 const record = eventLog(config.eventsFile);
@@ -66,23 +75,26 @@ async function increment(ctx, lock) {
       await sleep(20 + Math.random() * 30);
       continue;
     }
+    const grantHr = hr();
+    const appNow = Date.now();
     const waited = performance.now() - started;
     maxWaitMs = Math.max(maxWaitMs, waited);
     grants++;
     const expiresAt = lock.expiresAt.getTime();
-    record({
-      e: 'grant',
-      name: config.name,
-      fence: lock.fence,
-      dbAt: expiresAt - ttlMs,
-      exp: expiresAt,
-      appNow: Date.now(),
-      waitedMs: waited,
-      last: lock.lastError ? lock.lastError.name : null,
-    });
     lock.signal.addEventListener('abort', () =>
       record({ e: 'lost', name: config.name, fence: lock.fence, exp: lock.expiresAt.getTime() }),
     );
+    record({
+      e: 'grant',
+      hr: grantHr,
+      name: config.name,
+      fence: lock.fence,
+      dbAt: await grantTime(ctx.service, lock),
+      exp: expiresAt,
+      appNow,
+      waitedMs: waited,
+      last: lock.lastError ? lock.lastError.name : null,
+    });
     try {
       const result = await increment(ctx, lock);
       record({ e: 'write', name: config.name, fence: lock.fence, ...result });
