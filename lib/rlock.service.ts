@@ -507,7 +507,7 @@ export class RLockService
     grant: Granted,
     sentAt: number,
   ): RemoteLock {
-    const lock = new RemoteLock({
+    const lock: RemoteLock = new RemoteLock({
       name,
       fence: grant.fence,
       lastError: this.lastError(grant.lastOutcome, grant.lastError),
@@ -522,7 +522,7 @@ export class RLockService
         ttlMs: call.ttlMs,
         renew: (ttlMs) =>
           this.database('renewal', name, () => this.dialect.extend(key, token, ttlMs)),
-        release: (outcome, error) => this.release(key, token, outcome, error, call.minHoldMs),
+        release: (outcome, error) => this.release(key, token, outcome, error, call.minHoldMs, lock),
         events: this.emitter,
         grantedAt: performance.now(),
         settled: (settledLock) => {
@@ -538,7 +538,7 @@ export class RLockService
     let locks = this.heldByKey.get(key);
     if (!locks) this.heldByKey.set(key, (locks = new Set()));
     locks.add(lock);
-    this.emitter.acquired(lock, grant.lastOutcome, call.startedAt);
+    this.emitter.acquired(lock, grant.lastOutcome, call.startedAt, grant.holdLimitUs);
     return lock;
   }
 
@@ -557,6 +557,7 @@ export class RLockService
     outcome: ReleaseOutcome,
     error: unknown,
     minHoldMs: number | null,
+    lock?: RemoteLock,
   ): Promise<boolean> {
     // A place of this process being given up: let it go first, rather than hand it the lock.
     const leaving = this.room.settled(key);
@@ -569,6 +570,7 @@ export class RLockService
       handoffLeaseMs: HANDOFF_LEASE_MS,
       minHoldMs,
     });
+    if (lock && result.holdUntilUs !== undefined) this.emitter.heldUntil(lock, result.holdUntilUs);
     if (result.handedTo === this.owner) this.room.handedHere(key);
     else if (result.ring) this.room.ring(result.ring.doorbell, result.ring.token);
     return result.released;

@@ -118,6 +118,8 @@ export interface ReleaseResult {
   released: boolean;
   /** The process the lock was handed to, if any. */
   handedTo: string | null;
+  /** Only when a minimum hold is left: the lock stays taken until then (µs, database clock). */
+  holdUntilUs?: number;
   /**
    * When the database cannot ring the next holder itself (SQLite), its place's token and
    * doorbell address, for the releasing process to ring once the release has committed.

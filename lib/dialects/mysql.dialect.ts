@@ -312,7 +312,9 @@ export class MysqlDialect implements LockDialect {
            WHERE id = ?`,
           [...outcomeValues, holdUntil, key],
         );
-        return { result: { released: true, handedTo: null } };
+        const result: ReleaseResult = { released: true, handedTo: null };
+        if (holdUntil !== null) result.holdUntilUs = holdUntil;
+        return { result };
       }
       const ttl = toNumber(next.ttl_ms);
       const maxHold = toNullableNumber(next.max_hold_ms);

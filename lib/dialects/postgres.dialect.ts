@@ -192,7 +192,12 @@ export class PostgresDialect implements LockDialect {
     });
     const row = rows[0];
     if (row === undefined) return { released: false, handedTo: null };
-    return { released: true, handedTo: (row.next_owner as string | null) ?? null };
+    const result: ReleaseResult = {
+      released: true,
+      handedTo: (row.next_owner as string | null) ?? null,
+    };
+    if (row.hold_until !== null) result.holdUntilUs = toNumber(row.hold_until);
+    return result;
   }
 
   async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {
@@ -399,14 +404,14 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
            released_at = c.now
          FROM c LEFT JOIN w ON true
          WHERE t.id = $1 AND t.token = $2
-         RETURNING w.token AS next_token, w.owner AS next_owner
+         RETURNING w.token AS next_token, w.owner AS next_owner, t.hold_until
        ),
        d AS (DELETE FROM ${waiters} AS q USING r WHERE q.token = r.next_token)
        ${
          notifies
            ? `, n AS (SELECT pg_notify($6::text || r.next_owner, r.next_token) FROM r WHERE r.next_token IS NOT NULL)
-       SELECT r.next_owner, (SELECT count(*) FROM n) AS rung FROM r`
-           : `SELECT r.next_owner, $6::text AS channel FROM r`
+       SELECT r.next_owner, r.hold_until, (SELECT count(*) FROM n) AS rung FROM r`
+           : `SELECT r.next_owner, r.hold_until, $6::text AS channel FROM r`
        }`,
     ),
     forceRelease: named(

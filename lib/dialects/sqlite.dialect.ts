@@ -234,7 +234,9 @@ export class SqliteDialect implements LockDialect {
     const next = holdUntil === null ? this.sql.firstPlace.get(c.key) : undefined;
     if (next === undefined) {
       this.sql.free.run(keep, c.outcome, keep, c.error, holdUntil, c.key);
-      return { released: true, handedTo: null };
+      const result: ReleaseResult = { released: true, handedTo: null };
+      if (holdUntil !== null) result.holdUntilUs = Number(holdUntil);
+      return result;
     }
     this.sql.handOver.run(
       keep,

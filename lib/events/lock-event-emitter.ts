@@ -21,6 +21,8 @@ interface LockInfo {
  */
 export class LockEventEmitter {
   private readonly subject = new Subject<RLockEvent>();
+  /** The minimum hold a release left (µs, database clock), until its `released` event. */
+  private readonly holdUntil = new WeakMap<LockInfo, number>();
   /** The events, for `RLockService.events$`. */
   readonly events$: Observable<RLockEvent> = this.subject.asObservable();
 
@@ -34,11 +36,15 @@ export class LockEventEmitter {
     if (this.subject.observed) this.subject.next({ type: 'attempt', name, at: new Date() });
   }
 
-  /** A grant; `startedAt` is `performance.now()` when the call began. */
+  /**
+   * A grant; `startedAt` is `performance.now()` when the call began, `holdLimitUs` the end
+   * of a `maxHoldMs` holding (database clock) or null.
+   */
   acquired(
     lock: LockInfo & { readonly lastError: Error | null },
     lastOutcome: LockOutcome | null,
     startedAt: number,
+    holdLimitUs: number | null = null,
   ): void {
     const takeover = lastOutcome === 'expired' && lock.lastError instanceof LeaseExpiredError;
     const debug = Logger.isLevelEnabled('debug');
@@ -56,7 +62,17 @@ export class LockEventEmitter {
     }
     if (!this.subject.observed) return;
     const at = new Date();
-    this.subject.next({ type: 'acquired', name, at, fence, waitMs, lastOutcome, lastError });
+    const holdLimit = holdLimitUs === null ? null : new Date(holdLimitUs / 1000);
+    this.subject.next({
+      type: 'acquired',
+      name,
+      at,
+      fence,
+      waitMs,
+      lastOutcome,
+      lastError,
+      holdLimit,
+    });
     if (takeover) {
       this.subject.next({
         type: 'expired-takeover',
@@ -92,15 +108,34 @@ export class LockEventEmitter {
     this.subject.next({ type: 'renewal-failed', name, at: new Date(), fence, error });
   }
 
+  /**
+   * A release (about to be reported by `released`) left the lock taken until `holdUntilUs`
+   * (database clock) for its minimum hold.
+   */
+  heldUntil(lock: LockInfo, holdUntilUs: number): void {
+    if (this.subject.observed) this.holdUntil.set(lock, holdUntilUs);
+  }
+
   /** Released by this process; `grantedAt` is `performance.now()` at the grant. */
   released(lock: LockInfo, failed: boolean, grantedAt: number): void {
+    const holdUntilUs = this.holdUntil.get(lock);
+    if (holdUntilUs !== undefined) this.holdUntil.delete(lock);
     const debug = Logger.isLevelEnabled('debug');
     if (!this.subject.observed && !debug) return;
     const holdMs = performance.now() - grantedAt;
     const outcome = failed ? 'error' : 'released';
     const { name, fence } = lock;
     if (debug) this.logger.debug(MESSAGES.log.released(name, fence, holdMs, outcome));
-    this.subject.next({ type: 'released', name, at: new Date(), fence, holdMs, outcome });
+    const holdUntil = holdUntilUs === undefined ? null : new Date(holdUntilUs / 1000);
+    this.subject.next({
+      type: 'released',
+      name,
+      at: new Date(),
+      fence,
+      holdMs,
+      outcome,
+      holdUntil,
+    });
   }
 
   /** `unlock()` failed on a database error. */

@@ -35,6 +35,11 @@ export interface LockAcquiredEvent extends RLockEventBase {
   lastOutcome: LockOutcome | null;
   /** The previous holder's error, as the new holder sees it in `lock.lastError`. */
   lastError: Error | null;
+  /**
+   * With `maxHoldMs`: when this holding ends, renewed or not (database clock); the
+   * holder's `signal` aborts with `HoldLimitExceededError` then. Null without a limit.
+   */
+  holdLimit: Date | null;
 }
 
 /**
@@ -95,6 +100,11 @@ export interface LockReleasedEvent extends RLockEventBase {
   holdMs: number;
   /** `error` when it was released with an error for the next holder. */
   outcome: 'released' | 'error';
+  /**
+   * With `minHoldMs`, released before it ran out: the lock stays taken until then
+   * (database clock), though the outcome is already recorded. Null otherwise.
+   */
+  holdUntil: Date | null;
 }
 
 /**

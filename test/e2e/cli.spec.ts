@@ -91,15 +91,81 @@ describe.each(testDatabases())('nestjs-rlock command line on $label', (db) => {
     const { code, stdout, stderr } = await run('status');
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     const lines = stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+HOLDER\s+FENCE\s+EXPIRES IN\s+LAST OUTCOME$/);
+    expect(lines[0]).toMatch(
+      /^NAME\s+STATUS\s+HOLDER\s+FENCE\s+EXPIRES IN\s+HOLD\s+LAST TICK\s+LAST OUTCOME$/,
+    );
     expect(lines).toHaveLength(4);
-    expect(lines[1]).toMatch(/^cli:failed\s+free\s+-\s+\d+\s+-\s+error$/);
-    expect(lines[2]).toMatch(/^cli:free\s+free\s+-\s+\d+\s+-\s+released$/);
+    expect(lines[1]).toMatch(/^cli:failed\s+free\s+-\s+\d+\s+-\s+-\s+-\s+error$/);
+    expect(lines[2]).toMatch(/^cli:free\s+free\s+-\s+\d+\s+-\s+-\s+-\s+released$/);
     expect(lines[3]).toMatch(
       new RegExp(
-        `^cli:held\\s+held\\s+worker-7\\s+${held.fence}\\s+(1m \\d\\ds|\\d+\\.\\ds)\\s+-$`,
+        `^cli:held\\s+held\\s+worker-7\\s+${held.fence}\\s+(1m \\d\\ds|\\d+\\.\\ds)\\s+-\\s+-\\s+-$`,
       ),
     );
+  });
+
+  it('status and inspect show the hold bounds: a minimum hold left, the hold limit, the last tick', async () => {
+    // A table of its own: the locks of this test do not change the others' listing.
+    const holdTable = uniqueTableName('rlock_cli_hold');
+    const holdApp = await createTestApp(db, { tableName: holdTable, holder: 'worker-7' });
+    try {
+      const min = await holdApp.service.lock('hold:min', 5_000, { minHoldMs: 120_000 });
+      await min.unlock(); // done, kept taken for two minutes
+      const max = await holdApp.service.lock('hold:max', 5_000, {
+        ttlMs: 60_000,
+        maxHoldMs: 600_000,
+      });
+      const tick = await holdApp.service.lock('hold:tick', 5_000, { oncePer: '1h' });
+      await tick.unlock();
+      const hour = 3_600_000;
+      const tickAt = (await holdApp.service.inspect('hold:tick'))!.lastTickAt!;
+      expect(tickAt.getTime() % hour).toBe(0);
+      const tickText = tickAt.toISOString().replace('.000Z', 'Z');
+
+      const status = await cli('status', '--url', userUrl(db), '--table', holdTable);
+      expectExit(status, 0);
+      const lines = status.stdout.trimEnd().split('\n');
+      expect(lines).toHaveLength(4);
+      expect(lines[1]).toMatch(
+        new RegExp(
+          `^hold:max\\s+held\\s+worker-7\\s+${max.fence}\\s+(1m 00s|\\d+\\.\\ds)\\s+max in (10m 00s|9m \\d\\ds)\\s+-\\s+-$`,
+        ),
+      );
+      expect(lines[2]).toMatch(
+        /^hold:min\s+held\s+worker-7\s+\d+\s+(2m 00s|1m \d\ds)\s+min hold\s+-\s+released$/,
+      );
+      expect(lines[3]).toMatch(
+        new RegExp(`^hold:tick\\s+free\\s+-\\s+\\d+\\s+-\\s+-\\s+${tickText}\\s+released$`),
+      );
+      // The columns line up: every cell starts where its title does.
+      const at = lines[0].indexOf('LAST TICK');
+      expect(lines[3].slice(at)).toMatch(new RegExp(`^${tickText}`));
+
+      const json = await cli('status', '--json', '--url', userUrl(db), '--table', holdTable);
+      const locks = JSON.parse(json.stdout) as Record<string, unknown>[];
+      const state = (name: string) => holdApp.service.inspect(name);
+      expect(locks[0]).toMatchObject({
+        name: 'hold:max',
+        holdUntil: null,
+        holdLimit: (await state('hold:max'))!.holdLimit!.toISOString(),
+        lastTickAt: null,
+      });
+      expect(locks[1]).toMatchObject({
+        name: 'hold:min',
+        status: 'held',
+        holdUntil: (await state('hold:min'))!.holdUntil!.toISOString(),
+      });
+      expect(locks[2]).toMatchObject({ name: 'hold:tick', lastTickAt: tickAt.toISOString() });
+
+      const inspect = await cli('inspect', 'hold:min', '--url', userUrl(db), '--table', holdTable);
+      expectExit(inspect, 0);
+      expect(inspect.stdout).toMatch(/^hold until:\s+\S+Z \(in (2m 00s|1m \d\ds)\)$/m);
+      expect(inspect.stdout).toMatch(/^hold limit:\s+-$/m);
+      expect(inspect.stdout).toMatch(/^last tick:\s+-$/m);
+      await max.unlock();
+    } finally {
+      await holdApp.close();
+    }
   });
 
   it('status --json prints the same locks as JSON', async () => {

@@ -96,6 +96,32 @@ describe.each(testDatabases())('RLockService.events$ on $label', (db) => {
     for (const event of of('ev:seq')) expect(event.at).toBeInstanceOf(Date);
   });
 
+  it('carries the hold limit (maxHoldMs) on acquired and the minimum hold left (minHoldMs) on released', async () => {
+    const lock = await app.service.lock('ev:hold', 5_000, { maxHoldMs: 20_000, minHoldMs: 10_000 });
+    await lock.unlock();
+    const state = (await app.service.inspect('ev:hold'))!;
+    const plain = await app.service.lock('ev:hold:none', 5_000);
+    await plain.unlock();
+
+    const [acquired, released] = of('ev:hold').filter((event) => event.type !== 'attempt');
+    expect(acquired.type === 'acquired' && acquired.holdLimit?.getTime()).toBe(
+      state.acquiredAt!.getTime() + 20_000,
+    );
+    expect(acquired.type === 'acquired' && acquired.holdLimit).toEqual(state.holdLimit);
+    expect(released.type === 'released' && released.holdUntil?.getTime()).toBe(
+      state.acquiredAt!.getTime() + 10_000,
+    );
+    expect(released.type === 'released' && released.holdUntil).toEqual(state.holdUntil);
+    // Without the options, or released after its minimum hold: null.
+    expect(of('ev:hold:none').filter((event) => event.type !== 'attempt')).toEqual([
+      expect.objectContaining({ type: 'acquired', holdLimit: null }),
+      expect.objectContaining({ type: 'released', holdUntil: null }),
+    ]);
+    const late = await app.service.lock('ev:hold:late', 5_000, { minHoldMs: 0 });
+    await late.unlock();
+    expect(of('ev:hold:late').at(-1)).toMatchObject({ type: 'released', holdUntil: null });
+  });
+
   it('emits force-released, then lost on the evicted holder', async () => {
     const lock = await app.service.lock('ev:force', 5_000, { ttlMs: 30_000 });
     expect(await app.service.forceRelease('ev:force', 'stuck')).toBe(true);

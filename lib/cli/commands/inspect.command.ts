@@ -27,6 +27,9 @@ export async function inspectCommand(
     ['acquired at', when(lock.acquiredAt)],
     ['expires at', when(lock.expiresAt)],
     ['released at', when(lock.releasedAt)],
+    ['hold until', when(lock.holdUntil)],
+    ['hold limit', when(lock.holdLimit)],
+    ['last tick', when(lock.lastTickAt)],
     ['last outcome', lock.lastOutcome ?? '-'],
   ];
   if (lock.lastError === null) {

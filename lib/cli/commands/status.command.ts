@@ -15,13 +15,15 @@ export async function statusCommand(
   if (locks.length === 0) return MESSAGES.cli.noLocks(table);
   const now = Date.now();
   return formatTable(
-    ['NAME', 'STATUS', 'HOLDER', 'FENCE', 'EXPIRES IN', 'LAST OUTCOME'],
+    ['NAME', 'STATUS', 'HOLDER', 'FENCE', 'EXPIRES IN', 'HOLD', 'LAST TICK', 'LAST OUTCOME'],
     locks.map((lock) => [
       printable(lock.name),
       lock.status,
       lock.status === 'free' ? '-' : printable(lock.holder ?? '?'),
       String(lock.fence),
       expiresIn(lock, now),
+      hold(lock, now),
+      lock.lastTickAt === null ? '-' : lock.lastTickAt.toISOString().replace('.000Z', 'Z'),
       lock.lastOutcome ?? '-',
     ]),
   );
@@ -35,6 +37,20 @@ function expiresIn(lock: LockState, now: number): string {
   return formatDuration(Math.max(0, left));
 }
 
+/**
+ * The hold bounds at work: `min hold` (released, kept taken by `minHoldMs` until EXPIRES
+ * IN), `max in 1m 30s` (held, the `maxHoldMs` limit ends the holding then), `max reached`
+ * (the holding overran its limit and the lock is free to take).
+ */
+function hold(lock: LockState, now: number): string {
+  if (lock.holdUntil !== null) return 'min hold';
+  if (lock.holdLimit === null) return '-';
+  if (lock.status === 'held') {
+    return `max in ${formatDuration(Math.max(0, lock.holdLimit.getTime() - now))}`;
+  }
+  return lock.status === 'expired' && lock.lastOutcome === 'overran' ? 'max reached' : '-';
+}
+
 /** A lock state as plain JSON (instants as ISO strings, the error as its fields). */
 export function toJson(lock: LockState): Record<string, unknown> {
   return {
@@ -46,6 +62,9 @@ export function toJson(lock: LockState): Record<string, unknown> {
     expiresAt: lock.expiresAt?.toISOString() ?? null,
     releasedAt: lock.releasedAt?.toISOString() ?? null,
     lastOutcome: lock.lastOutcome,
+    holdUntil: lock.holdUntil?.toISOString() ?? null,
+    holdLimit: lock.holdLimit?.toISOString() ?? null,
+    lastTickAt: lock.lastTickAt?.toISOString() ?? null,
     lastError:
       lock.lastError === null
         ? null
