@@ -219,7 +219,7 @@ export function summarize(input: SummaryInput): DemoSummary {
     id: 'cronOncePerTick',
     ok: input.auditRuns.length > 0 && ticksRunTwice.length === 0,
     text:
-      `audit job (@Cron every second, onLocked: 'skip'): ${input.auditRuns.length} runs — ` +
+      `audit job (@Cron every second, oncePer: '1s'): ${input.auditRuns.length} runs — ` +
       Object.entries(perInstance)
         .sort()
         .map(([name, n]) => `${name} ${n}`)

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Injectable, Logger } from '@nestjs/common';
 import { Cron, CronExpression } from '@nestjs/schedule';
 import { InjectRepository } from '@nestjs/typeorm';
@@ -8,11 +7,15 @@ import { Resource } from '../resources/resource.entity';
 import { SAMPLE_CONFIG } from '../sample.config';
 import { AuditRun } from './audit-run.entity';
 
-const PERIOD_MS = 1_000;
+const LOCK_NAME = 'cron:resource-audit';
 
 /**
  * Every second, on one instance of the cluster only: counts the ready resources and
- * records the run. The other instances find the lock taken and skip the tick.
+ * records the run. `oncePer: '1s'` runs each second (tick) once across the cluster,
+ * decided by the database's clock: an instance whose timer fires late, or whose clock is
+ * off, finds its tick already run and skips it even though the lock is free again; a
+ * tick no instance ran (all down) is skipped, not run late. `maxHoldMs` frees the lock
+ * of a run that hangs, and tells the next run (`HoldLimitExceededError`).
  */
 @Injectable()
 export class ResourceAuditJob {
@@ -26,12 +29,17 @@ export class ResourceAuditJob {
 
   /** One tick of the job. */
   @Cron(CronExpression.EVERY_SECOND, { disabled: !SAMPLE_CONFIG.auditEnabled })
-  @WithRemoteLock('cron:resource-audit', { onLocked: 'skip', ttlMs: SAMPLE_CONFIG.ttlMs })
+  @WithRemoteLock(LOCK_NAME, {
+    onLocked: 'skip',
+    ttlMs: SAMPLE_CONFIG.ttlMs,
+    oncePer: '1s',
+    maxHoldMs: 10_000,
+  })
   async audit(@LastError() previous: Error | null): Promise<void> {
     const lock = this.locks.current()!;
-    // The tick is read holding the lock: each holder releases no earlier than half a
-    // period after its tick (below), so the next holder's tick is always a later one.
-    const tick = Math.round(Date.now() / PERIOD_MS) * PERIOD_MS;
+    // The tick this run belongs to, as oncePer recorded it with the lock (database clock).
+    const state = await this.locks.inspect(LOCK_NAME);
+    const tick = state!.lastTickAt!.getTime();
     if (previous !== null) {
       this.logger.warn(`audit: the previous run left ${previous.name}: ${previous.message}`);
     }
@@ -42,10 +50,6 @@ export class ResourceAuditJob {
       readyResources: await this.resources.countBy({ status: 'ready' }),
       previousError: previous?.name ?? null,
     });
-    // Hold the lock for at least half a period ("lock at least for"): an instance whose
-    // timer fires a little late must find the lock taken, not run the same tick again.
-    const holdMs = tick + PERIOD_MS / 2 - Date.now();
-    if (holdMs > 0) await sleep(holdMs);
   }
 
   /** Every run, oldest first. */
