@@ -39,6 +39,25 @@ function changed(result) {
   return Number(result.affectedRows ?? 0);
 }
 
+/**
+ * The database time (ms) of the grant of `lock`: the row's `acquired_at`, read while the
+ * lock is held (`expiresAt − ttl` no longer dates a grant: a hand-off grants a lease of
+ * min(ttl, 1.5 s) until the new holder renews). Null when the row has moved on to a later
+ * fence or the database did not answer for a second (a failover): the checker counts it.
+ */
+async function grantTime(service, lock) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const state = await service.inspect(lock.name);
+      if (state === null || state.fence !== lock.fence || state.acquiredAt === null) return null;
+      return state.acquiredAt.getTime();
+    } catch {
+      await sleep(200);
+    }
+  }
+  return null;
+}
+
 /** Takes the lock, recording the grant (or the failure) and a later loss. */
 async function take(service, name) {
   const t0 = nowUs();
@@ -49,16 +68,7 @@ async function take(service, name) {
     emit({ e: 'acquire-error', n: name, t0, t: nowUs(), err: error.name, cause: causeOf(error) });
     return null;
   }
-  emit({
-    e: 'grant',
-    n: name,
-    f: lock.fence,
-    t0,
-    t: nowUs(),
-    db: lock.expiresAt.getTime() - config.ttlMs,
-    last: lock.lastError ? lock.lastError.name : null,
-    lastMsg: lock.lastError ? lock.lastError.message : null,
-  });
+  const t = nowUs();
   lock.signal.addEventListener(
     'abort',
     () =>
@@ -71,6 +81,16 @@ async function take(service, name) {
       }),
     { once: true },
   );
+  emit({
+    e: 'grant',
+    n: name,
+    f: lock.fence,
+    t0,
+    t,
+    db: await grantTime(service, lock),
+    last: lock.lastError ? lock.lastError.name : null,
+    lastMsg: lock.lastError ? lock.lastError.message : null,
+  });
   return lock;
 }
 

@@ -25,8 +25,11 @@ export interface LockEvent {
   t0?: number;
   /** Release: when `unlock()` returned. */
   t1?: number;
-  /** Grant: database time of the grant (ms since the epoch). */
-  db?: number;
+  /**
+   * Grant: database time of the grant (ms since the epoch): the row's `acquired_at`, read
+   * while held; null when the database did not answer (counted in `grantTimesUnknown`).
+   */
+  db?: number | null;
   /** Grant: name and message of `lastError`. */
   last?: string | null;
   lastMsg?: string | null;
@@ -54,11 +57,17 @@ export interface HistoryReport {
   fenceAnomalies: number;
   /** Database grant times going backwards in fence order. */
   clockAnomalies: number;
+  /** Grants whose database time could not be read (a failover): compared with nothing. */
+  grantTimesUnknown: number;
   /** `lastError` not matching how the previous holding ended. */
   outcomeAnomalies: number;
   /** Releases of an acquisition that this process was never granted. */
   foreignReleases: number;
-  /** Fences granted by the database whose answer never reached a process (e.g. a connection cut mid-commit). */
+  /**
+   * Fences granted by the database that no process recorded: an answer that never reached
+   * a process (a connection cut mid-commit), or a lock handed to a place whose waiters had
+   * given up, which passed it on.
+   */
   ghostGrants: number;
   /** Fenced writes rejected because a newer fence had written before (a stale holder). */
   staleWrites: number;
@@ -90,6 +99,7 @@ export function checkHistory(
     overlaps: 0,
     fenceAnomalies: 0,
     clockAnomalies: 0,
+    grantTimesUnknown: 0,
     outcomeAnomalies: 0,
     foreignReleases: 0,
     ghostGrants: 0,
@@ -182,15 +192,23 @@ export function checkHistory(
       }
     }
     const byFence = [...byTime].sort((a, b) => a.grant.f! - b.grant.f!);
-    for (let i = 1; i < byFence.length; i++) {
-      const previous = byFence[i - 1];
+    // The last grant (in fence order) whose database time is known.
+    let dated: Holding | null = null;
+    for (let i = 0; i < byFence.length; i++) {
       const h = byFence[i];
-      if (h.grant.db! < previous.grant.db!) {
-        r.clockAnomalies += 1;
-        note(
-          `${name}: database time of fence ${h.grant.f} before that of fence ${previous.grant.f}`,
-        );
+      if (typeof h.grant.db !== 'number') {
+        r.grantTimesUnknown += 1;
+      } else {
+        if (dated && h.grant.db < dated.grant.db!) {
+          r.clockAnomalies += 1;
+          note(
+            `${name}: database time of fence ${h.grant.f} before that of fence ${dated.grant.f}`,
+          );
+        }
+        dated = h;
       }
+      if (i === 0) continue;
+      const previous = byFence[i - 1];
       if (h.grant.f! - previous.grant.f! > 1) r.ghostGrants += h.grant.f! - previous.grant.f! - 1;
       if (opts.skipOutcome?.includes(name)) continue;
       const expected = expectedOutcome(previous, h.grant.f! - previous.grant.f! > 1);
@@ -222,7 +240,9 @@ function expectedOutcome(
   ghostBetween: boolean,
 ): { last: string | null; msg?: string | null }[] {
   const expired = { last: 'LeaseExpiredError' };
-  if (ghostBetween) return [expired];
+  // A grant nobody recorded between them: lost (its lease ran out), or handed to a place
+  // whose waiters had given up and passed on, keeping what `previous` stored.
+  if (ghostBetween) return [expired, ...expectedOutcome(previous, false)];
   const end = previous.endedBy;
   if (end?.e === 'release') {
     return [
