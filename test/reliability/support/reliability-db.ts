@@ -138,15 +138,23 @@ export class ReliabilityDb {
     return records.map((r) => `${r.t}.${r.c}:${r.d}`);
   }
 
-  /** Drops the tables (the lock table and its waiters table through the library's migration) and closes the app. */
+  /**
+   * Drops the tables (the lock table and its waiters table through the library's migration)
+   * and closes the app. TypeORM's synchronize also created, empty, the lock tables of the
+   * databases opened before in this test file (the module's entities of one default data
+   * source accumulate across apps): those are dropped too.
+   */
   async close(): Promise<void> {
     await this.exec(`DROP TABLE IF EXISTS ${this.kvTable}`).catch(() => undefined);
+    const [, prefix, last] = /^(.*_)(\d+)$/.exec(this.table)!;
     const runner = this.app.dataSource.createQueryRunner();
     try {
-      await new (createRLockMigration(this.table))().down(runner);
+      for (let n = Number(last); n >= 1; n--) {
+        await new (createRLockMigration(`${prefix}${n}`))().down(runner);
+      }
     } catch (error) {
       // Left behind: uniquely named tables in a test database; say so.
-      process.stderr.write(`[reliability] tables ${this.table}(_waiters) left: ${String(error)}\n`);
+      process.stderr.write(`[reliability] tables ${prefix}*(_waiters) left: ${String(error)}\n`);
     } finally {
       await runner.release();
     }
