@@ -1,28 +1,54 @@
-// One bench worker process. Reads its role from argv[2] (JSON), sets up, prints READY,
-// waits for `GO {times}` on stdin (process.hrtime.bigint() instants, one clock for every
-// process on Linux; see support/processes.js), runs its role, prints `RESULT <json>` and exits.
+// One bench worker process. Reads its role and app options from argv[2] (JSON), starts the
+// app and prints UP. Then, for each `RUN <json>` line on stdin (this run's options), sets
+// up, prints READY, waits for `GO {times}` (process.hrtime.bigint() instants, one clock for
+// every process on Linux; see support/processes.js), runs its role and prints
+// `RESULT <json>`. `EXIT` closes the app and ends the process.
 const { startApp, poolConnections, rlock } = require('./support/app');
 const { countQueries } = require('./support/query-counter');
-const { nativeSession, simplestLockTable } = require('./support/native-lock');
+const { bumper, nativeSession, simplestLockTable } = require('./support/native-lock');
 const { ownStatements } = require('./support/own-statements');
 const { quantile } = require('./support/stats');
+const { serverPort, connectionsTo } = require('./support/connections');
 
-const config = JSON.parse(process.argv[2]);
+const startConfig = JSON.parse(process.argv[2]);
+/** This run's options: the start options with the run's own over them. */
+let config = startConfig;
 const counter = countQueries(config.kind);
 const now = () => process.hrtime.bigint();
 
-function waitForGo() {
+const input = { buffer: '', lines: [], waiting: null };
+process.stdin.on('data', (chunk) => {
+  input.buffer += chunk;
+  const parts = input.buffer.split('\n');
+  input.buffer = parts.pop();
+  input.lines.push(...parts);
+  input.waiting?.();
+});
+// The bench is gone (it crashed or was stopped): end, rather than keep connections open.
+process.stdin.on('end', () => process.exit(1));
+
+/** The next stdin line (resolves when it arrives). */
+function nextLine() {
   return new Promise((resolve) => {
-    let buffer = '';
-    process.stdin.on('data', (chunk) => {
-      buffer += chunk;
-      const line = buffer.split('\n').find((l) => l.startsWith('GO '));
-      if (line) {
-        const times = JSON.parse(line.slice(3));
-        resolve(Object.fromEntries(Object.entries(times).map(([k, v]) => [k, BigInt(v)])));
-      }
-    });
+    const take = () => {
+      if (input.lines.length === 0) return;
+      input.waiting = null;
+      resolve(input.lines.shift());
+    };
+    input.waiting = take;
+    take();
   });
+}
+
+/** Resolves the instants of the next GO line. */
+async function waitForGo() {
+  for (;;) {
+    const line = await nextLine();
+    if (line.startsWith('GO ')) {
+      const times = JSON.parse(line.slice(3));
+      return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, BigInt(v)]));
+    }
+  }
 }
 
 /** Runs `fn` at hrtime `ns` (never keeps the process alive). */
@@ -102,8 +128,8 @@ const roles = {
    * phase, while the others already wait; then it releases them and loops too.
    */
   async contend({ service, dataSource }, go) {
-    const count = config.names ?? 1;
-    const names = Array.from({ length: count }, (_, i) => `${config.name}:${i}`);
+    const nameCount = config.names ?? 1;
+    const names = Array.from({ length: nameCount }, (_, i) => `${config.name}:${i}`);
     const table = config.counterTable;
     let lock;
     let unlock;
@@ -112,8 +138,8 @@ const roles = {
     if (config.variant === 'rlock') {
       lock = (i) => service.lock(names[i], 600_000);
       unlock = (held) => held.unlock();
-      const sql = `UPDATE ${table} SET value = value + 1 WHERE id = ${config.kind === 'postgres' ? '$1' : '?'}`;
-      if (config.work === 'write') work = (i) => dataSource.query(sql, [i + 1]);
+      const bump = bumper(config.kind, dataSource, table);
+      if (config.work === 'write') work = (i) => bump(i + 1);
     } else {
       const session = await nativeSession(config.kind, dataSource, {
         xact: config.variant === 'xact',
@@ -132,21 +158,46 @@ const roles = {
     const t = (ns) => Number(ns - go.origin);
     const sentHold = sentBetween(go.holdSample, go.holdUntil);
     const sentWindow = sentBetween(go.from, go.until);
-    const pool = {};
-    at(go.holdMid, () => (pool.hold = poolConnections(config.kind, dataSource)));
-    at(go.windowMid, () => (pool.window = poolConnections(config.kind, dataSource)));
+    // This process's connections to the server: the pool's, and all (the library's extra ones).
+    const port = serverPort(config.kind, config.url);
+    const connections = {};
+    const count = () => ({
+      pool: poolConnections(config.kind, dataSource),
+      all: connectionsTo(port),
+    });
+    at(go.holdMid, () => (connections.hold = count()));
+    at(go.windowMid, () => (connections.window = count()));
     const events = [];
     const holdReleases = [];
+    const lost = [];
     let total = 0;
+    let expiredOnArrival = 0;
+    let longestWait = 0;
+    let shortestLease = Infinity;
     const loop = async (pick) => {
       for (;;) {
         const i = pick();
+        const asked = now();
         const handle = await lock(i);
         const acquired = now();
+        if (asked >= go.holdUntil)
+          longestWait = Math.max(longestWait, Number(acquired - asked) / 1e6);
+        if (config.variant === 'rlock') {
+          // What is left of the lease when lock() returns (database and local clock: one machine).
+          const left = handle.expiresAt.getTime() - Date.now();
+          if (left <= 0) expiredOnArrival++;
+          shortestLease = Math.min(shortestLease, left);
+        }
         await work(i);
         total++;
         const releasing = now();
-        await unlock(handle);
+        try {
+          await unlock(handle);
+        } catch (error) {
+          // The library reports a holding that was no longer held (LockLostError): count it.
+          if (config.variant !== 'rlock') throw error;
+          lost.push(`${error.name}: ${error.message}`);
+        }
         events.push(t(acquired), t(releasing), i);
         if (now() >= go.until) break;
       }
@@ -163,44 +214,65 @@ const roles = {
     const loops =
       config.loops === 'each'
         ? names.map((_, i) => loop(() => i))
-        : [loop(() => Math.floor(Math.random() * count))];
+        : [loop(() => Math.floor(Math.random() * nameCount))];
     await Promise.all(loops);
     close();
     return {
       events,
       holdReleases,
+      lost: lost.length,
+      expiredOnArrival,
+      longestWait,
+      shortestLease: Number.isFinite(shortestLease) ? shortestLease : null,
+      lostExample: lost[0],
       total,
       sentHold: sentHold(),
       sentWindow: sentWindow(),
-      pool,
+      connections,
       holder: Boolean(config.holder),
     };
   },
 
-  /** lock() + unlock() of a name never used before, in a loop: latency of lock(). */
+  /**
+   * lock() + unlock() of a name never used before, in a loop, on each of `config.tables`
+   * (lock tables of different sizes, one app each), in alternating 200 ms slices so that
+   * a changing machine load weighs on all alike: latency of lock().
+   */
   async fresh({ service }, go) {
+    const services = [service];
+    const apps = [];
+    for (const table of config.tables.slice(1)) {
+      const other = await startApp({ ...startConfig, table });
+      apps.push(other.app);
+      services.push(other.service);
+    }
     let n = 0;
-    const cycle = async () => {
+    const cycle = async (s) => {
       const start = now();
-      const held = await service.lock(`${config.name}:${process.pid}:${n++}`, 10_000);
+      const held = await s.lock(`${config.name}:${process.pid}:${n++}`, 10_000);
       const took = Number(now() - start) / 1e6;
       await held.unlock();
       return took;
     };
-    for (let i = 0; i < 50; i++) await cycle();
+    for (const s of services) for (let i = 0; i < 50; i++) await cycle(s);
     ready();
     go = await go;
     await sleepUntil(go.from);
-    const sent = sentBetween(go.from, go.until);
-    const latencies = [];
-    while (now() < go.until) latencies.push(await cycle());
-    latencies.sort((a, b) => a - b);
-    return {
-      p50: quantile(latencies, 0.5),
-      p99: quantile(latencies, 0.99),
-      cycles: latencies.length,
-      sent: sent(),
-    };
+    const sent = services.map(() => 0);
+    const latencies = services.map(() => []);
+    while (now() < go.until) {
+      for (let k = 0; k < services.length; k++) {
+        const sliceEnd = now() + 200_000_000n;
+        const before = counter.sent;
+        while (now() < sliceEnd) latencies[k].push(await cycle(services[k]));
+        sent[k] += counter.sent - before;
+      }
+    }
+    for (const app of apps) await app.close();
+    return latencies.map((l, k) => {
+      l.sort((a, b) => a - b);
+      return { p50: quantile(l, 0.5), p99: quantile(l, 0.99), cycles: l.length, sent: sent[k] };
+    });
   },
 
   /** Takes the lock and holds it until the end of the run. */
@@ -314,16 +386,36 @@ function ready() {
 
 let handlesBeforeApp = [];
 
+/** Writes a line; resolves once written (pipes are asynchronous). */
+function write(line) {
+  return new Promise((resolve) => process.stdout.write(line + '\n', resolve));
+}
+
 (async () => {
-  const go = waitForGo();
   process.stdout.write('STARTING\n');
   handlesBeforeApp = process.getActiveResourcesInfo();
-  const context = await startApp({ ...config, providers: decoratedProviders() });
-  const result = await roles[config.role](context, go);
-  if (!result.closed && !result.exit) await context.app.close();
-  // Pipes are asynchronous: exit only once the whole result line is written.
-  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
+  const context = await startApp({
+    ...startConfig,
+    table: startConfig.tables?.[0] ?? startConfig.table,
+    providers: decoratedProviders(),
+  });
+  await write('UP');
+  for (;;) {
+    const line = await nextLine();
+    if (line === 'EXIT') break;
+    if (!line.startsWith('RUN ')) continue;
+    config = { ...startConfig, ...JSON.parse(line.slice(4)) };
+    const result = await roles[config.role](context, waitForGo());
+    await write(`RESULT ${JSON.stringify(result)}`);
+    if (result.closed || result.exit) process.exit(0);
+  }
+  await context.app.close();
+  process.exit(0);
 })().catch((error) => {
-  process.stderr.write(String(error && error.stack ? error.stack : error) + '\n');
+  // The driver's error is the library error's cause: show it first (the bench prints the start).
+  const cause = error?.cause
+    ? `${error.cause.code ?? ''} ${error.cause.message ?? error.cause} ← `
+    : '';
+  process.stderr.write(`${cause}${error && error.stack ? error.stack : error}\n`);
   process.exit(1);
 });

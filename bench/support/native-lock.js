@@ -62,6 +62,32 @@ async function nativeSession(kind, dataSource, { xact = false } = {}) {
   };
 }
 
+/**
+ * The critical section's durable write for the library's holders, through the same driver
+ * as the native baseline's (not through TypeORM's query runner, whose own cost would
+ * weigh on the library's side only): the pool's connections, autocommit.
+ */
+function bumper(kind, dataSource, table) {
+  if (kind === 'postgres') {
+    const pool = dataSource.driver.master;
+    const text = `UPDATE ${table} SET value = value + 1 WHERE id = $1`;
+    // Unnamed, as the native session's: a named statement cannot pass a transaction pooler.
+    return (row) => pool.query(text, [row]);
+  }
+  if (kind === 'mariadb') {
+    const pool = dataSource.driver.pool;
+    const sql = `UPDATE ${table} SET value = value + 1 WHERE id = ?`;
+    return (row) =>
+      new Promise((resolve, reject) =>
+        pool.query(sql, [row], (e, r) => (e ? reject(e) : resolve(r))),
+      );
+  }
+  const update = dataSource.driver.databaseConnection.prepare(
+    `UPDATE ${table} SET value = value + 1 WHERE id = ?`,
+  );
+  return async (row) => update.run(row);
+}
+
 const PG_NOW = `(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`;
 const MY_NOW = `TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))`;
 const LITE_NOW = `(CAST(ROUND(unixepoch('subsec') * 1000) AS INTEGER) * 1000)`;
@@ -92,8 +118,7 @@ async function simplestLockTable(kind, dataSource, table) {
     };
     return {
       acquire: async (id, token) =>
-        (await client.query({ ...acquire, values: [id, token, 'simplest', 30000] })).rowCount ===
-        1,
+        (await client.query({ ...acquire, values: [id, token, 'simplest', 30000] })).rowCount === 1,
       release: async (id, token) =>
         (await client.query({ ...release, values: [id, token] })).rowCount === 1,
       close: () => client.release(),
@@ -130,7 +155,7 @@ async function simplestLockTable(kind, dataSource, table) {
   const db = new Database(dataSource.options.database, { timeout: 5000 });
   const acquire = db.prepare(
     `INSERT INTO "${table}" AS t (id, name, token, holder, fence, acquired_at, expires_at)
-       VALUES (?1, ?1, ?2, ?3, 1, ${LITE_NOW}, ${LITE_NOW} + ?4 * 1000)
+       VALUES (@id, @id, @token, @holder, 1, ${LITE_NOW}, ${LITE_NOW} + @ttl * 1000)
        ON CONFLICT (id) DO UPDATE SET token = excluded.token, holder = excluded.holder,
          fence = t.fence + 1, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
        WHERE t.token IS NULL OR t.expires_at <= excluded.acquired_at
@@ -141,10 +166,11 @@ async function simplestLockTable(kind, dataSource, table) {
        released_at = ${LITE_NOW} WHERE id = ? AND token = ?`,
   );
   return {
-    acquire: async (id, token) => acquire.get(id, token, 'simplest', 30000) !== undefined,
+    acquire: async (id, token) =>
+      acquire.get({ id, token, holder: 'simplest', ttl: 30000 }) !== undefined,
     release: async (id, token) => release.run(id, token).changes === 1,
     close: () => db.close(),
   };
 }
 
-module.exports = { nativeSession, simplestLockTable };
+module.exports = { bumper, nativeSession, simplestLockTable };

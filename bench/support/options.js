@@ -13,7 +13,7 @@ const USAGE = `Usage: npm run bench -- [--quick | --full] [--seconds N] [--postg
   --seconds N    measured seconds per row (overrides the mode's)
   --postgres     PostgreSQL URL (or RLOCK_BENCH_POSTGRES_URL / RLOCK_TEST_POSTGRES_URL)
   --mysql        MySQL/MariaDB URL (or RLOCK_BENCH_MYSQL_URL / RLOCK_TEST_MYSQL_URL)
-  --processes    the process counts of the scale rows (section 3)
+  --processes    the process counts of the scale rows (section 6)
   --pgbouncer    auto: the 64-process PostgreSQL row also runs through a PgBouncer the bench
                  starts (transaction pooling; needs the pgbouncer binary), off: not
   --out FILE     also write the tables as markdown to FILE
