@@ -25,6 +25,10 @@ export interface LockedMethodConfig {
   ttlMs: number | undefined;
   onLocked: 'throw' | 'skip';
   reentrant: boolean | undefined;
+  /** Hold bounds and once per period (see `LockOptions`). */
+  minHoldMs?: number;
+  maxHoldMs?: number;
+  oncePer?: number | string;
   /** The prototype (or class, for a static method) and name of the decorated method. */
   target: object;
   key: string | symbol;
@@ -192,11 +196,22 @@ class LockedCall {
     const name = typeof config.name === 'function' ? config.name(...this.args) : config.name;
     assertLockName(name);
     let options: LockOptions | undefined;
-    if (config.ttlMs !== undefined || config.reentrant !== undefined || signal !== undefined) {
+    const { minHoldMs, maxHoldMs, oncePer } = config;
+    if (
+      config.ttlMs !== undefined ||
+      config.reentrant !== undefined ||
+      signal !== undefined ||
+      minHoldMs !== undefined ||
+      maxHoldMs !== undefined ||
+      oncePer !== undefined
+    ) {
       options = {};
       if (config.ttlMs !== undefined) options.ttlMs = config.ttlMs;
       if (config.reentrant !== undefined) options.reentrant = config.reentrant;
       if (signal !== undefined) options.signal = signal;
+      if (minHoldMs !== undefined) options.minHoldMs = minHoldMs;
+      if (maxHoldMs !== undefined) options.maxHoldMs = maxHoldMs;
+      if (oncePer !== undefined) options.oncePer = oncePer;
     }
     try {
       if (config.onLocked === 'skip' && config.acquireTimeoutMs === undefined) {
