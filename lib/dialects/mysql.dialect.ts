@@ -197,14 +197,14 @@ export class MysqlDialect implements LockDialect {
        ON DUPLICATE KEY UPDATE
          last_outcome = IF(token IS NOT NULL AND expires_at <= ${NOW}, IF(${OVERRAN}, 'overran', 'expired'), last_outcome),
          last_error = IF(token IS NOT NULL AND expires_at <= ${NOW}, ${TAKEOVER_ERROR}, last_error),
-         token = IF(${FREE} AND ${this.free}, VALUES(token), token),
-         fence = IF(token <=> VALUES(token), fence + 1, fence),
-         holder = IF(token <=> VALUES(token), VALUES(holder), holder),
-         acquired_at = IF(token <=> VALUES(token), ${NOW}, acquired_at),
-         expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at),
-         hold_limit = IF(token <=> VALUES(token), VALUES(hold_limit), hold_limit),
-         hold_until = IF(token <=> VALUES(token), NULL, hold_until),
-         last_tick_at = IF(token <=> VALUES(token), COALESCE(VALUES(last_tick_at), last_tick_at), last_tick_at)
+         token = IF(@rlock_granted := (${FREE} AND ${this.free}), VALUES(token), token),
+         fence = IF(@rlock_granted, fence + 1, fence),
+         holder = IF(@rlock_granted, VALUES(holder), holder),
+         acquired_at = IF(@rlock_granted, ${NOW}, acquired_at),
+         expires_at = IF(@rlock_granted, VALUES(expires_at), expires_at),
+         hold_limit = IF(@rlock_granted, VALUES(hold_limit), hold_limit),
+         hold_until = IF(@rlock_granted, NULL, hold_until),
+         last_tick_at = IF(@rlock_granted, COALESCE(VALUES(last_tick_at), last_tick_at), last_tick_at)
        RETURNING token, fence, acquired_at, expires_at, last_outcome, last_error, hold_limit, hold_until, ${NOW} AS now`,
       [
         c.key,
@@ -537,5 +537,8 @@ function granted(row: Row): AcquireResult {
     lastOutcome: (row.last_outcome as never) ?? null,
     lastError: (row.last_error as string | null) ?? null,
     holdLimitUs: toNullableNumber(row.hold_limit),
+    // The lease may be a hand-off's, shorter than the ttl (a place's attempt that found the
+    // lock already handed to it): the holder's deadline is counted from the database's clock.
+    nowUs: toNumber(row.now),
   };
 }
