@@ -242,6 +242,24 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
       expect((await release(name, 'q1')).handedTo).toBe('owner-a');
     });
 
+    it('never grants again to a place the release already handed the lock to (no fence skipped)', async () => {
+      const name = `handed-${++n}`;
+      const first = await dialect.acquire(command(name, 'a'));
+      if (!first.acquired) throw new Error('expected a grant');
+      const place = await enqueue(name, 'p1');
+      await release(name, 'a');
+      // The place's own attempt, arriving after the hand-off: the grant it finds (if the
+      // dialect reports it) is the hand-off's, with its fence and the database clock.
+      const late = await dialect.acquire(inLine(name, 'p1', place));
+      if (late.acquired) {
+        expect(late.fence).toBe(first.fence + 1);
+        expect(late.nowUs).toBeDefined();
+      }
+      const row = (await dialect.readLocks([lockKey(name)])).get(lockKey(name))!;
+      expect(row).toMatchObject({ token: 'p1', fence: first.fence + 1 });
+      expect((await release(name, 'p1')).released).toBe(true);
+    });
+
     it('skips places whose lease ran out, and frees the lock when none is live', async () => {
       const name = `dead-${++n}`;
       await dialect.acquire(command(name, 'a'));
