@@ -133,7 +133,6 @@ export class RLockService
         backoffMinMs: options.backoffMinMs,
         backoffMaxMs: options.backoffMaxMs,
       },
-      options.waitConnections > 0 ? dialect.createDoorbell?.() : undefined,
     );
   }
 
@@ -162,6 +161,8 @@ export class RLockService
     if (version > RLOCK_SCHEMA_VERSION) {
       throw new RLockConfigurationError(MESSAGES.schemaNewer(table, version, RLOCK_SCHEMA_VERSION));
     }
+    // Known once the dialect has seen its database (Galera, a pooler: no doorbell).
+    if (this.options.waitConnections > 0) this.room.useDoorbell(this.dialect.createDoorbell?.());
   }
 
   /**

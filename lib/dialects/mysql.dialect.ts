@@ -87,6 +87,8 @@ export class MysqlDialect implements LockDialect {
   private returning = false;
   /** Put before `INSERT … RETURNING` (Galera: see init()). */
   private returningPrefix = '';
+  /** A Galera cluster (see init()). */
+  private galera = false;
 
   /**
    * @param options.returning use MariaDB's `INSERT … RETURNING` (default: detected from
@@ -116,7 +118,9 @@ export class MysqlDialect implements LockDialect {
       (match !== null &&
         (Number(match[1]) > 10 || (Number(match[1]) === 10 && Number(match[2]) >= 5)));
     const [wsrep] = await this.query<Row[]>(`SHOW VARIABLES LIKE 'wsrep_on'`, []);
-    if (wsrep !== undefined && wsrep.Value === 'ON' && this.returning) {
+    // Galera: a doorbell can only be rung from the same node; waiters poll instead.
+    this.galera = wsrep !== undefined && wsrep.Value === 'ON';
+    if (this.galera && this.returning) {
       // Galera re-runs an autocommit statement that lost a certification conflict
       // (wsrep_retry_autocommit); the rows RETURNING sent may then describe the rolled-back
       // run (measured: overlaps and unseen grants). Let the conflict surface as 1213 and
@@ -129,7 +133,7 @@ export class MysqlDialect implements LockDialect {
   createDoorbell(): Doorbell | undefined {
     const Connection = this.driver.mysql?.Connection;
     const config = this.pool.config?.connectionConfig;
-    if (!Connection || !config) return undefined;
+    if (!Connection || !config || this.galera) return undefined;
     return new MysqlDoorbell(() => {
       // A copy of the pool's connection options, as the pool makes for each connection.
       const options = Object.create(

@@ -74,6 +74,8 @@ interface Line {
   leaving: Promise<void> | undefined;
   /** Settles once the attempt on its way from the place has been dealt with. */
   attempting: Promise<void> | undefined;
+  /** The lock's fence at the last check (a new one: the line moves). */
+  seenFence?: number;
 }
 
 /**
@@ -109,8 +111,13 @@ export class WaitingRoom<L> {
       backoffMinMs: number;
       backoffMaxMs: number;
     },
-    private readonly doorbell: Doorbell | undefined,
+    private doorbell: Doorbell | undefined = undefined,
   ) {}
+
+  /** Sets the doorbell once the dialect knows its database (before anybody waits). */
+  useDoorbell(doorbell: Doorbell | undefined): void {
+    this.doorbell = doorbell;
+  }
 
   /** Whether callers of this process wait for `key` (a newcomer joins them without an attempt). */
   hasLine(key: string): boolean {
@@ -468,6 +475,9 @@ export class WaitingRoom<L> {
             const row = rows.get(line.key);
             const token = tokens.get(line.key)!;
             if (row === undefined || line.place?.token !== token) continue;
+            // The line moves (another grant): poll at the shortest interval again.
+            if (line.seenFence !== undefined && row.fence !== line.seenFence) this.polls = 0;
+            line.seenFence = row.fence;
             line.seen = { token, row, sentAt };
             line.wake();
           }
