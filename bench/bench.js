@@ -11,7 +11,7 @@ const { runWorkers, startCrew } = require('./support/processes');
 const { serverProbe, countRate } = require('./support/server-stats');
 const { contended, afterHold } = require('./support/stats');
 const { handoffChart } = require('./support/chart');
-const bouncer = require('./support/pgbouncer');
+const servers = require('./support/servers');
 
 const TABLE = 'rlock_bench';
 const COUNTER = 'rlock_bench_counter';
@@ -352,7 +352,8 @@ async function benchDatabase(db, o, print, panel) {
     if (o.sections.has(6)) {
       for (const n of o.processes) {
         const label = `${n} process${n === 1 ? '' : 'es'}, one name`;
-        const target = n >= 32 ? await scaleServer(db, base, probe, n, cleanups) : { base, probe };
+        const target =
+          n >= 32 ? await scaleServer(db, base, probe, n, cleanups, o) : { base, probe };
         if (target.skip) {
           scaleRow(['6', label, ...dashes, target.skip]);
           panel.notes.push(`${n} processes: not run (${target.skip})`);
@@ -405,7 +406,7 @@ async function benchDatabase(db, o, print, panel) {
     }
     if (o.sections.has(7)) {
       const label = '64 processes, 64 names';
-      const target = await scaleServer(db, base, probe, 64, cleanups);
+      const target = await scaleServer(db, base, probe, 64, cleanups, o);
       if (target.skip) {
         scaleRow(['7', label, ...dashes, target.skip]);
       } else {
@@ -584,53 +585,67 @@ async function contendRun(crew, base, probe, o, spec) {
   return stats;
 }
 
-/** The private PostgreSQL server started for a database's run (by its cleanup list). */
+/** Where a database's 64-process rows run (by the run's cleanup list). */
 const privateServers = new WeakMap();
 
 /**
  * Where the 64-process rows of a database run: its own server when it has connections for
- * them (a process needs its pool of 1 and the library's extra connection), else, for
- * PostgreSQL, a private server the bench starts; else the row is skipped with the reason.
+ * them (a process needs its pool of 1 and the library's extra connection), else a private
+ * server of the same kind that the bench starts; else the row is skipped with the reason.
  */
-async function scaleServer(db, base, probe, processes, cleanups) {
+async function scaleServer(db, base, probe, processes, cleanups, o) {
   if (db.kind === 'sqlite') return { base, probe };
+  // Decided once per database: sections 6 and 7 share the 64 processes.
+  if (!privateServers.has(cleanups)) {
+    privateServers.set(cleanups, await chooseServer(db, base, probe, processes, cleanups, o));
+  }
+  return privateServers.get(cleanups);
+}
+
+async function chooseServer(db, base, probe, processes, cleanups, o) {
   const needed = processes * 2 + 4;
   const free = await freeConnections(db);
-  if (free >= needed) return { base, probe };
-  const reason = `the server has ${free} free connections, ${needed} needed (${processes} × (pool of 1 + the doorbell) + 4)`;
-  if (db.kind !== 'postgres') return { skip: `not run: ${reason}` };
-  const missing = bouncer.privatePostgresMissing();
+  if (o.scaleServer === 'main' || (o.scaleServer === 'auto' && free >= needed)) {
+    return { base, probe };
+  }
+  const reason =
+    o.scaleServer === 'private'
+      ? '--scale-server private'
+      : `the given server has ${free} free connections, ${needed} needed (${processes} × (pool of 1 + the doorbell) + 4)`;
+  const postgres = db.kind === 'postgres';
+  const missing = postgres ? servers.privatePostgresMissing() : servers.privateMariadbMissing();
   if (missing) return { skip: `not run: ${reason}; a private server cannot start: ${missing}` };
-  if (privateServers.has(cleanups)) return privateServers.get(cleanups);
-  const server = await bouncer.startPrivatePostgres({ db: 'rlock_bench', maxConnections: 300 });
-  cleanups.push(async () => server.stop());
+  const server = await (postgres ? servers.startPrivatePostgres : servers.startPrivateMariadb)({
+    db: 'rlock_bench',
+    maxConnections: 300,
+  });
+  cleanups.push(() => server.stop());
   const privateBase = { ...base, url: server.url };
   await prepareTables(privateBase);
-  const privateProbe = await serverProbe({ kind: 'postgres', url: server.url });
+  const privateProbe = await serverProbe({ kind: db.kind, url: server.url });
   cleanups.push(() => privateProbe.close());
-  privateServers.set(cleanups, {
+  const what = postgres ? 'PostgreSQL 15' : 'MariaDB (same binaries)';
+  return {
     base: privateBase,
     probe: privateProbe,
     port: server.port,
-    note: `on a private PostgreSQL 15 the bench started (max_connections 300, defaults otherwise): ${reason} on the main one`,
-    short:
-      'on a private PostgreSQL 15 the bench started (the main server has too few free connections)',
-  });
-  return privateServers.get(cleanups);
+    note: `on a private ${what} the bench started (max_connections 300, defaults otherwise): ${reason}`,
+    short: `on a private ${what} the bench started (${o.scaleServer === 'private' ? '--scale-server private' : 'the given server has too few free connections'})`,
+  };
 }
 
 /** A PgBouncer (transaction pooling, 8 server connections) in front of the scale server. */
 async function pgbouncerServer(target, cleanups) {
-  const missing = bouncer.pgbouncerMissing();
+  const missing = servers.pgbouncerMissing();
   if (missing) return { skip: `not run: ${missing}` };
   const targetPort = Number(new URL(target.base.url).port || 5432);
-  const pgb = await bouncer.startPgBouncer({ targetPort, db: 'rlock_bench', poolSize: 8 });
+  const pgb = await servers.startPgBouncer({ targetPort, db: 'rlock_bench', poolSize: 8 });
   cleanups.push(async () => pgb.stop());
   return {
     base: { ...target.base, url: pgb.url },
     probe: target.probe,
     bouncer: true,
-    note: `PgBouncer in transaction pooling, 8 server connections${target.note ? `, in front of ${target.note.replace(/:.*/, '')}` : ''}; native: BEGIN, pg_advisory_xact_lock, the write, COMMIT (a session lock cannot pass a transaction pooler)`,
+    note: `PgBouncer in transaction pooling, 8 server connections${target.short ? ', in front of the private PostgreSQL the bench started' : ''}; native: BEGIN, pg_advisory_xact_lock, the write, COMMIT (a session lock cannot pass a transaction pooler)`,
   };
 }
 

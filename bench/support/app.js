@@ -11,7 +11,7 @@ const rlock = require(process.env.RLOCK_BENCH_DIST ?? '../../dist');
 function typeormOptions(kind, url, poolSize = 10) {
   if (kind === 'sqlite') return { type: 'better-sqlite3', database: url };
   if (kind === 'postgres') return { type: 'postgres', url, poolSize };
-  return { type: 'mariadb', url, connectionLimit: poolSize };
+  return { type: 'mariadb', url, poolSize };
 }
 
 /**

@@ -37,9 +37,10 @@ async function nativeSession(kind, dataSource, { xact = false } = {}) {
       new Promise((resolve, reject) =>
         connection.query(sql, values, (e, r) => (e ? reject(e) : resolve(r))),
       );
+    // GET_LOCK names are server-wide (all databases): keep the bench's apart.
     return {
-      lock: (id) => q('SELECT GET_LOCK(?, 600) AS ok', [String(id)]),
-      unlock: (id) => q('SELECT RELEASE_LOCK(?) AS ok', [String(id)]),
+      lock: (id) => q('SELECT GET_LOCK(?, 600) AS ok', [`rlock_bench:${id}`]),
+      unlock: (id) => q('SELECT RELEASE_LOCK(?) AS ok', [`rlock_bench:${id}`]),
       bump: (table, row) => q(`UPDATE ${table} SET value = value + 1 WHERE id = ?`, [row]),
       close: () => connection.release(),
     };

@@ -7,7 +7,8 @@ const ROOT = resolve(__dirname, '..', '..');
 
 const USAGE = `Usage: npm run bench -- [--quick | --full] [--seconds N] [--postgres URL] [--mysql URL]
                           [--only sqlite,postgres,mariadb] [--sections 1,2,3,4,5,6,7,8]
-                          [--processes 1,4,16,64] [--pgbouncer auto|off] [--out FILE] [--chart FILE]
+                          [--processes 1,4,16,64] [--pgbouncer auto|off]
+                          [--scale-server auto|main|private] [--out FILE] [--chart FILE]
   --quick        a few seconds per row (development; figures are rough)
   --full         the documented run (default)
   --seconds N    measured seconds per row (overrides the mode's)
@@ -16,6 +17,9 @@ const USAGE = `Usage: npm run bench -- [--quick | --full] [--seconds N] [--postg
   --processes    the process counts of the scale rows (section 6)
   --pgbouncer    auto: the 64-process PostgreSQL row also runs through a PgBouncer the bench
                  starts (transaction pooling; needs the pgbouncer binary), off: not
+  --scale-server where the 64-process rows of PostgreSQL and MariaDB run: auto (the given
+                 server when it has 2 free connections per process, else a private server
+                 the bench starts), main, private
   --out FILE     also write the tables as markdown to FILE
   --chart FILE   where the SVG chart goes (full: docs/bench-handoffs.svg, quick: bench/out/)
   --no-build     use dist/ as it is (default: build it first, under the build lock)
@@ -39,6 +43,7 @@ function parseOptions(argv) {
     sections: new Set([1, 2, 3, 4, 5, 6, 7, 8]),
     processes: [1, 4, 16, 64],
     pgbouncer: 'auto',
+    scaleServer: 'auto',
     out: null,
     chart: null,
   };
@@ -58,6 +63,7 @@ function parseOptions(argv) {
     else if (arg === '--sections') o.sections = new Set(value().split(',').map(Number));
     else if (arg === '--processes') o.processes = value().split(',').map(Number);
     else if (arg === '--pgbouncer') o.pgbouncer = value();
+    else if (arg === '--scale-server') o.scaleServer = value();
     else if (arg === '--out') o.out = value();
     else if (arg === '--chart') o.chart = value();
     else if (arg === '--no-build') o.build = false;
@@ -69,6 +75,9 @@ function parseOptions(argv) {
   if (seconds !== null) o.seconds = seconds;
   if (!(o.seconds > 0)) throw new Error(`--seconds must be positive\n${USAGE}`);
   if (!['auto', 'off'].includes(o.pgbouncer)) throw new Error(`--pgbouncer auto|off\n${USAGE}`);
+  if (!['auto', 'main', 'private'].includes(o.scaleServer)) {
+    throw new Error(`--scale-server auto|main|private\n${USAGE}`);
+  }
   if (!o.processes.every((n) => Number.isInteger(n) && n >= 1)) {
     throw new Error(`--processes takes positive integers\n${USAGE}`);
   }

@@ -1,8 +1,8 @@
-// PgBouncer in transaction pooling (the shape of a large fleet), as scripts/ha/pgbouncer.sh
-// sets it up, and, when the PostgreSQL under test has too few connections for the
-// 64-process rows, a private PostgreSQL 15 server of the bench's own. Both are started and
-// stopped by the bench, on free ports of 127.0.0.1, in a temporary directory.
-const { execFileSync } = require('node:child_process');
+// Servers the bench starts and stops itself, on free ports of 127.0.0.1, in temporary
+// directories: PgBouncer in transaction pooling (the shape of a large fleet), as
+// scripts/ha/pgbouncer.sh sets it up; and, when the server under test has too few free
+// connections for the 64-process rows, a private PostgreSQL 15 or MariaDB server.
+const { execFileSync, spawn } = require('node:child_process');
 const {
   chownSync,
   existsSync,
@@ -34,12 +34,12 @@ function asServerUser(file, args) {
   return execFileSync(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 }
 
-/** A directory the server user may write. */
-function serverDir(prefix) {
+/** A directory the server's user may write. */
+function serverDir(prefix, user = 'postgres') {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   if (process.getuid?.() === 0) {
-    const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
-    const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+    const uid = Number(execFileSync('id', ['-u', user]).toString());
+    const gid = Number(execFileSync('id', ['-g', user]).toString());
     chownSync(dir, uid, gid);
   }
   return dir;
@@ -207,4 +207,88 @@ pidfile = ${join(dir, 'pgbouncer.pid')}
   };
 }
 
-module.exports = { pgbouncerMissing, privatePostgresMissing, startPrivatePostgres, startPgBouncer };
+/** Why the bench cannot start a private MariaDB here (null: it can). */
+function privateMariadbMissing() {
+  if (!has('mariadbd') && !existsSync('/usr/sbin/mariadbd')) return 'no mariadbd binary';
+  if (!has('mariadb-install-db')) return 'no mariadb-install-db';
+  if (process.getuid?.() === 0 && !has('runuser')) return 'running as root without runuser';
+  return null;
+}
+
+/**
+ * Starts a private MariaDB with `maxConnections`, compiled-in defaults otherwise (as the
+ * Debian server's: durable commits, 128 MB buffer pool), no password checks (it listens on
+ * 127.0.0.1 only, for the bench's run), and a database `db`. Resolves { url, port, stop() }.
+ */
+async function startPrivateMariadb({ db, maxConnections }) {
+  const user = process.getuid?.() === 0 ? 'mysql' : null;
+  const dir = serverDir('rlock-bench-mariadb-', user ?? undefined);
+  const data = join(dir, 'data');
+  const port = await freePort();
+  const asUser = user ? [`--user=${user}`] : [];
+  execFileSync(
+    'mariadb-install-db',
+    [
+      '--no-defaults',
+      ...asUser,
+      `--datadir=${data}`,
+      '--skip-test-db',
+      '--auth-root-authentication-method=normal',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const binary = has('mariadbd') ? 'mariadbd' : '/usr/sbin/mariadbd';
+  const server = spawn(
+    binary,
+    [
+      '--no-defaults',
+      ...asUser,
+      `--datadir=${data}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      `--socket=${join(dir, 'mysqld.sock')}`,
+      `--pid-file=${join(dir, 'mysqld.pid')}`,
+      `--log-error=${join(dir, 'error.log')}`,
+      `--max-connections=${maxConnections}`,
+      '--skip-grant-tables',
+      '--skip-name-resolve',
+    ],
+    { stdio: 'ignore' },
+  );
+  const stop = async () => {
+    if (server.exitCode === null && server.signalCode === null) {
+      // The server this bench started, by its pid.
+      await new Promise((resolve) => {
+        server.once('exit', resolve);
+        server.kill('SIGTERM');
+        setTimeout(() => server.kill('SIGKILL'), 20_000).unref();
+      });
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const mysql = require('mysql2/promise');
+  for (let i = 0; ; i++) {
+    try {
+      const connection = await mysql.createConnection({ host: '127.0.0.1', port, user: 'root' });
+      await connection.query(`CREATE DATABASE ${db}`);
+      await connection.end();
+      break;
+    } catch (error) {
+      if (i >= 150 || server.exitCode !== null) {
+        await stop();
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+  return { url: `mysql://root@127.0.0.1:${port}/${db}`, port, stop };
+}
+
+module.exports = {
+  pgbouncerMissing,
+  privatePostgresMissing,
+  privateMariadbMissing,
+  startPrivatePostgres,
+  startPrivateMariadb,
+  startPgBouncer,
+};
