@@ -28,8 +28,15 @@ function cli(...args: string[]): Promise<CliRun> {
   });
 }
 
-/** Runs the command line on a pseudo-terminal (util-linux `script`), typing `answer`. */
-function cliOnTerminal(answer: string, ...args: string[]): Promise<CliRun> {
+/**
+ * Runs the command line on a pseudo-terminal (util-linux `script`), typing `answer` once
+ * the question is asked and `beforeAnswer` (the operator thinking) has run.
+ */
+function cliOnTerminal(
+  answer: string,
+  args: string[],
+  beforeAnswer: () => Promise<void> = async () => undefined,
+): Promise<CliRun> {
   const command = ['flock', '-s', BUILD_LOCK, process.execPath, CLI, ...args].map(
     (a) => `'${a.replaceAll("'", `'\\''`)}'`,
   );
@@ -44,8 +51,11 @@ function cliOnTerminal(answer: string, ...args: string[]): Promise<CliRun> {
       },
     );
     // Answer once the question is on the terminal.
+    let asked = false;
     child.stdout!.on('data', (chunk) => {
-      if (String(chunk).includes('[y/N]')) child.stdin!.end(`${answer}\n`);
+      if (asked || !String(chunk).includes('[y/N]')) return;
+      asked = true;
+      void beforeAnswer().then(() => child.stdin!.end(`${answer}\n`));
     });
   });
 }
@@ -208,32 +218,65 @@ describe.each(testDatabases())('nestjs-rlock command line on $label', (db) => {
 
   it('release on a terminal asks first: "n" keeps the lock, "y" releases it', async () => {
     const tty = await app.service.lock('cli:tty', 5_000, { ttlMs: 120_000 });
-    const no = await cliOnTerminal(
-      'n',
+    const no = await cliOnTerminal('n', [
       'release',
       'cli:tty',
       '--url',
       userUrl(db),
       '--table',
       table,
-    );
+    ]);
     expect(no.stdout).toContain(
       `Force-release the lock "cli:tty" held by worker-7 (fence ${tty.fence})?`,
     );
     expectExit(no, 1);
     expect((await app.service.inspect('cli:tty'))?.status).toBe('held');
-    const yes = await cliOnTerminal(
-      'y',
+    const yes = await cliOnTerminal('y', [
       'release',
       'cli:tty',
       '--url',
       userUrl(db),
       '--table',
       table,
-    );
+    ]);
     expectExit(yes, 0);
     expect(yes.stdout).toContain('Released the lock "cli:tty"');
     await expect(tty.extend()).rejects.toBeInstanceOf(LockLostError);
+  });
+
+  it('release frees only the holding it showed: a lock that changed hands meanwhile stays held', async () => {
+    const shown = await app.service.lock('cli:race', 5_000, { ttlMs: 120_000 });
+    let taken: RemoteLock | undefined;
+    // While the operator reads the question, the holder shown releases and another takes it.
+    const run = await cliOnTerminal(
+      'y',
+      ['release', 'cli:race', '--url', userUrl(db), '--table', table],
+      async () => {
+        await shown.unlock();
+        taken = await app.service.lock('cli:race', 5_000, { ttlMs: 120_000 });
+      },
+    );
+    expect(run.stdout).toContain(`held by worker-7 (fence ${shown.fence})?`);
+    expectExit(run, 1);
+    expect(run.stdout).toContain(
+      `Not released: the lock "cli:race" changed hands since it was shown (held by worker-7, fence ${shown.fence}); it is now held by worker-7 (fence ${taken!.fence}).`,
+    );
+    await taken!.extend();
+    expect(await app.service.inspect('cli:race')).toMatchObject({
+      status: 'held',
+      fence: taken!.fence,
+      lastOutcome: 'released',
+    });
+
+    // Released meanwhile and still free: nothing to do.
+    const freed = await cliOnTerminal(
+      'y',
+      ['release', 'cli:race', '--url', userUrl(db), '--table', table],
+      () => taken!.unlock(),
+    );
+    expectExit(freed, 0);
+    expect(freed.stdout).toContain('The lock "cli:race" is not held: nothing to release.');
+    expect((await app.service.inspect('cli:race'))?.lastOutcome).toBe('released');
   });
 
   it('release --yes force-releases: the holder loses the lock, the next one is told why', async () => {
@@ -265,7 +308,7 @@ describe.each(testDatabases())('nestjs-rlock command line on $label', (db) => {
     expect(none.stdout.trim()).toBe('Deleted 0 rows of locks unused for 7d.');
     const all = await run('purge', '--older-than', '0s');
     expectExit(all, 0);
-    expect(all.stdout.trim()).toBe('Deleted 4 rows of locks unused for 0s.');
+    expect(all.stdout.trim()).toBe('Deleted 5 rows of locks unused for 0s.');
     const empty = await run('status');
     expect(empty.stdout.trim()).toBe(`No locks in the table "${table}".`);
   });

@@ -14,7 +14,8 @@ export interface ReleaseCommandOptions {
 
 /**
  * `release NAME`: force-releases a held lock. Asks for confirmation on a terminal
- * unless `--yes`; without a terminal, `--yes` is required.
+ * unless `--yes`; without a terminal, `--yes` is required. Releases only the holding it
+ * showed (its fence): if the lock changed hands meanwhile, the new holder keeps it.
  */
 export async function releaseCommand(
   service: RLockService,
@@ -35,13 +36,24 @@ export async function releaseCommand(
     if (!/^y(es)?$/i.test(answer.trim()))
       throw new CliError(MESSAGES.cli.declined, EXIT_CODES.failed);
   }
-  const released = await service.forceRelease(
-    name,
-    options.reason ?? MESSAGES.cli.defaultReason(options.operator),
+  const released = await service.forceRelease(name, {
+    reason: options.reason ?? MESSAGES.cli.defaultReason(options.operator),
+    fence: lock.fence,
+  });
+  if (released) return MESSAGES.cli.released(shownName, holder, lock.fence);
+  // The holding shown ended meanwhile: released by its holder, perhaps taken by another.
+  const now = await service.inspect(name);
+  if (now === null || now.status === 'free') return MESSAGES.cli.notHeld(shownName);
+  throw new CliError(
+    MESSAGES.cli.changedHands(
+      shownName,
+      holder,
+      lock.fence,
+      printable(now.holder ?? 'unknown'),
+      now.fence,
+    ),
+    EXIT_CODES.failed,
   );
-  return released
-    ? MESSAGES.cli.released(shownName, holder, lock.fence)
-    : MESSAGES.cli.notHeld(shownName);
 }
 
 async function ask(question: string): Promise<string> {
