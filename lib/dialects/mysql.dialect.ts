@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { convertToMysqlCharset } from '../entities/mysql-charset';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
 import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
@@ -36,6 +37,8 @@ interface MysqlDriver {
   poolCluster?: { of(pattern: string): MysqlPool };
   /** The loaded driver module (mysql2). */
   mysql?: { Connection?: new (options: { config: unknown }) => MysqlDoorbellConnection };
+  /** The data source's options. */
+  options?: { synchronize?: boolean };
 }
 
 /** The database clock, in microseconds since the Unix epoch (UTC, whatever the session time zone). */
@@ -96,7 +99,7 @@ export class MysqlDialect implements LockDialect {
    */
   constructor(
     dataSource: DataSource,
-    tableName: string,
+    private readonly tableName: string,
     private readonly options: { returning?: boolean } = {},
   ) {
     const quote = (name: string) =>
@@ -127,7 +130,12 @@ export class MysqlDialect implements LockDialect {
       // retry it here instead.
       this.returningPrefix = 'SET STATEMENT wsrep_retry_autocommit = 0 FOR ';
     }
-    return this.probe();
+    const exists = await this.probe();
+    // Tables TypeORM synchronized have the server's default character set: utf8mb4 instead.
+    if (exists && this.driver.options?.synchronize === true) {
+      await convertToMysqlCharset((sql, values) => this.query(sql, values), this.tableName);
+    }
+    return exists;
   }
 
   createDoorbell(): Doorbell | undefined {

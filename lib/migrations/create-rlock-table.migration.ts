@@ -1,4 +1,5 @@
 import { Table, type MigrationInterface, type QueryRunner } from 'typeorm';
+import { columnCharset } from '../entities/mysql-charset';
 import { RLOCK_COLUMNS, splitTableName } from '../entities/rlock.entity';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 import { createWaitersTable, dropWaitersTable } from './create-rlock-waiters.migration';
@@ -31,6 +32,8 @@ export function createRLockMigration(
             length: 'length' in c ? String(c.length) : undefined,
             isPrimary: 'primary' in c ? c.primary : false,
             isNullable: 'nullable' in c ? c.nullable : false,
+            // MySQL/MariaDB: utf8mb4, binary collation, whatever the server's default.
+            ...columnCharset(queryRunner.connection.options.type, c.type),
           })),
         }),
         true,

@@ -4,6 +4,7 @@ import {
   waiterIndexes,
   waiterTableName,
 } from '../entities/rlock-waiter.entity';
+import { columnCharset, convertToMysqlCharset, isMysqlType } from '../entities/mysql-charset';
 import { RLOCK_COLUMNS_SINCE_2, splitTableName } from '../entities/rlock.entity';
 import { RLOCK_SCHEMA_VERSION, SCHEMA_ROW } from '../entities/schema-version';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
@@ -24,6 +25,8 @@ export async function createWaitersTable(queryRunner: QueryRunner, tableName: st
         length: 'length' in c ? String(c.length) : undefined,
         isPrimary: 'primary' in c ? c.primary : false,
         isNullable: 'nullable' in c ? c.nullable : false,
+        // MySQL/MariaDB: utf8mb4, binary collation, whatever the server's default.
+        ...columnCharset(queryRunner.connection.options.type, c.type),
       })),
       indices: waiterIndexes(tableName).map(
         (index) => new TableIndex({ name: index.name, columnNames: index.columns }),
@@ -92,6 +95,11 @@ export function createRLockWaitersMigration(
       }
       if (await queryRunner.hasColumn(qualified, 'wanted_at')) {
         await queryRunner.dropColumn(qualified, 'wanted_at');
+      }
+      // MySQL/MariaDB: a 0.1 table has the server's default character set (latin1,
+      // utf8mb3), which cannot hold every name: utf8mb4 with a binary collation.
+      if (isMysqlType(queryRunner.connection.options.type)) {
+        await convertToMysqlCharset((sql, values) => queryRunner.query(sql, values), tableName);
       }
       // Last: it records the schema version.
       await createWaitersTable(queryRunner, tableName);
