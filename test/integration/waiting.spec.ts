@@ -276,8 +276,18 @@ describe.each(testDatabases())('waiting on $label', (db) => {
     for (const a of apps) await a.close().catch(() => undefined);
     await counter?.dropUsers();
     if (server) {
-      await q(`DROP TABLE IF EXISTS ${tableName}_waiters`).catch(() => undefined);
-      await q(`DROP TABLE IF EXISTS ${tableName}`).catch(() => undefined);
+      // The tables of this file on this server: its own, and those synchronize created for
+      // the other databases' describes (autoLoadEntities sees every module compiled so far).
+      const mine = `rlock\\_w\\_${process.pid}\\_%`;
+      const tables = await q(
+        db.kind === 'postgres'
+          ? `SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE ?`
+          : `SELECT table_name AS name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE ?`,
+        [mine],
+      ).catch(() => []);
+      for (const { name } of tables) {
+        await q(`DROP TABLE IF EXISTS ${String(name)}`).catch(() => undefined);
+      }
     }
     await observer?.close();
   });
