@@ -13,7 +13,7 @@ export const RLOCK_DEFAULTS = {
   ttlMs: 30_000,
   backoffMinMs: 5,
   backoffMaxMs: 200,
-  waitConnections: 1,
+  waitConnections: 2,
   maxErrorBytes: 8_192,
   includeStack: false,
   shutdownGraceMs: 5_000,

@@ -163,6 +163,8 @@ export class RLockService
     }
     // Known once the dialect has seen its database (Galera, a pooler: no doorbell).
     if (this.options.waitConnections > 0) this.room.useDoorbell(this.dialect.createDoorbell?.());
+    // The second: renewals never wait behind lock attempts, or a pool the application filled.
+    if (this.options.waitConnections > 1) this.dialect.useLeaseConnection?.();
   }
 
   /**

@@ -180,6 +180,11 @@ export interface LockDialect {
   ): Promise<string[] | number>;
   /** Reads the locks of `keys` (missing rows are left out), by key. */
   readLocks(keys: readonly string[]): Promise<Map<string, StoredLock>>;
+  /**
+   * From now on, renew leases on a connection of the dialect's own (opened when first
+   * needed), so that renewals never wait behind lock attempts or a full pool.
+   */
+  useLeaseConnection?(): void;
   /** The doorbell of this database (how a release wakes a waiting process), if it has one. */
   createDoorbell?(): Doorbell | undefined;
   /** Health check: true when the lock table answers, false when it is missing; throws when the database does not answer. Opens nothing. */

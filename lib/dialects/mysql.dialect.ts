@@ -21,6 +21,10 @@ interface ResultHeader {
   affectedRows: number;
 }
 type Callback = (error: Error | null, result: unknown) => void;
+/** What runs a statement: the pool or one connection. */
+interface Queryable {
+  query(sql: string, values: unknown[], callback: Callback): void;
+}
 interface MysqlConnection {
   query(sql: string, values: unknown[], callback: Callback): void;
   release(): void;
@@ -92,6 +96,10 @@ export class MysqlDialect implements LockDialect {
   private returningPrefix = '';
   /** A Galera cluster (see init()). */
   private galera = false;
+  /** Renewals run on a connection of their own (see `useLeaseConnection`). */
+  private leaseEnabled = false;
+  private lease: Promise<Queryable> | undefined;
+  private leaseClient: MysqlDoorbellConnection | undefined;
 
   /**
    * @param options.returning use MariaDB's `INSERT … RETURNING` (default: detected from
@@ -142,14 +150,7 @@ export class MysqlDialect implements LockDialect {
     const Connection = this.driver.mysql?.Connection;
     const config = this.pool.config?.connectionConfig;
     if (!Connection || !config || this.galera) return undefined;
-    return new MysqlDoorbell(() => {
-      // A copy of the pool's connection options, as the pool makes for each connection.
-      const options = Object.create(
-        Object.getPrototypeOf(config) as object,
-        Object.getOwnPropertyDescriptors(config),
-      ) as unknown;
-      return new Connection({ config: options });
-    });
+    return new MysqlDoorbell(() => this.newConnection());
   }
 
   async schemaVersion(current: number): Promise<number> {
@@ -280,17 +281,61 @@ export class MysqlDialect implements LockDialect {
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
+    const via = await this.leaseConnection().catch(() => this.pool);
     const result = await this.query<ResultHeader>(
       `UPDATE ${this.table} SET expires_at = LEAST(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
        WHERE id = ? AND token = ? AND expires_at > ${NOW}`,
       [ttlMs, ttlMs, key, token],
+      via,
     );
     if (result.affectedRows !== 1) return null;
     const [row] = await this.query<Row[]>(
       `SELECT expires_at FROM ${this.table} WHERE id = ? AND token = ?`,
       [key, token],
+      via,
     );
     return row === undefined ? null : toNumber(row.expires_at);
+  }
+
+  useLeaseConnection(): void {
+    this.leaseEnabled =
+      this.driver.mysql?.Connection !== undefined && this.pool.config?.connectionConfig !== undefined;
+  }
+
+  /** The connection renewals run on: the dialect's own when enabled (reconnected when lost), else the pool. */
+  private leaseConnection(): Promise<Queryable> {
+    if (!this.leaseEnabled) return Promise.resolve(this.pool);
+    if (this.lease === undefined) {
+      const connection = this.newConnection();
+      const lost = () => {
+        if (this.lease === opened) this.lease = undefined;
+        connection.destroy();
+      };
+      connection.on('error', lost);
+      connection.on('end', lost);
+      // mysql2 connects on its own; the first statement tells whether it did.
+      const opened = new Promise<Queryable>((resolve, reject) =>
+        connection.query('SELECT 1', [], (error) => (error ? reject(error) : resolve(connection))),
+      );
+      opened.then(
+        () => (this.leaseClient = connection),
+        lost,
+      );
+      this.lease = opened;
+    }
+    return this.lease;
+  }
+
+  /** A connection of the dialect's own, made with the pool's connection options. */
+  private newConnection(): MysqlDoorbellConnection {
+    const Connection = this.driver.mysql!.Connection!;
+    const config = this.pool.config?.connectionConfig;
+    // A copy of the pool's connection options, as the pool makes for each connection.
+    const options = Object.create(
+      Object.getPrototypeOf(config) as object,
+      Object.getOwnPropertyDescriptors(config),
+    ) as unknown;
+    return new Connection({ config: options });
   }
 
   async release(command: ReleaseCommand): Promise<ReleaseResult> {
@@ -449,15 +494,19 @@ export class MysqlDialect implements LockDialect {
   }
 
   async close(): Promise<void> {
-    // The pool belongs to TypeORM, which closes it.
+    // The pool belongs to TypeORM, which closes it; the lease connection is ours.
+    this.leaseEnabled = false;
+    this.lease = undefined;
+    this.leaseClient?.destroy();
+    this.leaseClient = undefined;
   }
 
   /** Runs one autocommit statement, again after a deadlock or lock-wait rollback. */
-  private async query<T>(sql: string, values: unknown[]): Promise<T> {
+  private async query<T>(sql: string, values: unknown[], via: Queryable = this.pool): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await new Promise<T>((resolve, reject) =>
-          this.pool.query(sql, values, (error, result) =>
+          via.query(sql, values, (error, result) =>
             error ? reject(error) : resolve(result as T),
           ),
         );

@@ -45,6 +45,10 @@ export class PostgresDialect implements LockDialect {
   private readonly channelPrefix: string;
   /** Whether a release notifies the process it hands the lock to. */
   private readonly notifies: boolean;
+  /** Renewals run on a connection of their own (see `useLeaseConnection`). */
+  private leaseEnabled = false;
+  private lease: Promise<PgPool> | undefined;
+  private leaseClient: PgListenClient | undefined;
 
   constructor(dataSource: DataSource, tableName: string) {
     const schema = (dataSource.options as { schema?: string }).schema;
@@ -180,8 +184,35 @@ export class PostgresDialect implements LockDialect {
   }
 
   async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
-    const { rows } = await this.pool.query({ ...this.sql.extend, values: [key, token, ttlMs] });
+    const via = await this.leaseConnection().catch(() => this.pool);
+    const { rows } = await via.query({ ...this.sql.extend, values: [key, token, ttlMs] });
     return rows[0] === undefined ? null : toNumber(rows[0].expires_at);
+  }
+
+  useLeaseConnection(): void {
+    this.leaseEnabled = this.master.Client !== undefined;
+  }
+
+  /** The connection renewals run on: the dialect's own when enabled (reconnected when lost), else the pool. */
+  private leaseConnection(): Promise<PgPool> {
+    if (!this.leaseEnabled) return Promise.resolve(this.pool);
+    if (this.lease === undefined) {
+      const { Client, options } = this.master;
+      const client = new Client!(options);
+      const lost = () => {
+        if (this.lease === opened) this.lease = undefined;
+        void client.end().catch(() => undefined);
+      };
+      client.on('error', lost);
+      client.on('end', lost);
+      const opened = client.connect().then(() => {
+        this.leaseClient = client;
+        return retryingConflicts(unnamedBehindPooler(client as unknown as PgPool));
+      });
+      opened.catch(lost);
+      this.lease = opened;
+    }
+    return this.lease;
   }
 
   async release(command: ReleaseCommand): Promise<ReleaseResult> {
@@ -224,7 +255,11 @@ export class PostgresDialect implements LockDialect {
   }
 
   async close(): Promise<void> {
-    // The pool belongs to TypeORM, which closes it.
+    // The pool belongs to TypeORM, which closes it; the lease connection is ours.
+    this.leaseEnabled = false;
+    this.lease = undefined;
+    await this.leaseClient?.end().catch(() => undefined);
+    this.leaseClient = undefined;
   }
 }
 

@@ -17,10 +17,12 @@ export interface RLockModuleOptions {
   /** Bounds of the polling backoff of waiters that have no doorbell (exponential, with jitter), in ms. Default: `{ minMs: 5, maxMs: 200 }`. */
   backoff?: { minMs?: number; maxMs?: number };
   /**
-   * Connections the module may open beyond the TypeORM pool for waiting, however many
-   * names and waiters the process has: `1` opens one doorbell connection (a PostgreSQL
-   * LISTEN, a MySQL/MariaDB session asleep in `SLEEP()`) through which a release wakes this
-   * process at once; `0` makes waiters poll through the pool. At most 2. Default: 1.
+   * Connections the module may open beyond the TypeORM pool, however many names, waiters
+   * and held locks the process has (each opened when first needed): the first is a
+   * doorbell (a PostgreSQL LISTEN, a MySQL/MariaDB session asleep in `SLEEP()`) through
+   * which a release wakes this process at once; the second carries lease renewals, so that
+   * they never wait behind lock attempts or a pool the application has filled. `0`:
+   * waiters poll and renewals run through the pool. At most 2. Default: 2.
    */
   waitConnections?: number;
   /** Error classes to rebuild `lastError` as, so that `instanceof` works across processes. */

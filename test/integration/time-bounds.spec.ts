@@ -7,7 +7,12 @@ import { RLOCK_DIALECT } from '../../lib/rlock.constants';
 import { testDatabases, uniqueTableName, type TestDatabase } from '../support/databases';
 
 /** A Nest context whose TypeORM pool has `poolSize` connections (server databases). */
-async function startApp(db: TestDatabase, tableName: string, poolSize: number) {
+async function startApp(
+  db: TestDatabase,
+  tableName: string,
+  poolSize: number,
+  rlock: { waitConnections?: number } = {},
+) {
   const pool =
     db.kind === 'postgres'
       ? { extra: { max: poolSize } }
@@ -22,7 +27,7 @@ async function startApp(db: TestDatabase, tableName: string, poolSize: number) {
         synchronize: true,
         autoLoadEntities: true,
       } as never),
-      RLockModule.forRoot({ tableName }),
+      RLockModule.forRoot({ tableName, ...rlock }),
     ],
   }).compile();
   await module.init();
@@ -124,6 +129,68 @@ describe.each(testDatabases())('RLockService time bounds on $label', (db) => {
     await lock.unlock();
   });
 });
+
+describe.each(testDatabases().filter((db) => db.kind !== 'sqlite'))(
+  'lease renewals on $label while the application fills the pool',
+  (db) => {
+    /** Holds every pooled connection in a transaction until `release()` is called. */
+    async function fillPool(app: Awaited<ReturnType<typeof startApp>>, size: number) {
+      let finish!: () => void;
+      const done = new Promise<void>((resolve) => (finish = resolve));
+      let open = 0;
+      let allOpen!: () => void;
+      const opened = new Promise<void>((resolve) => (allOpen = resolve));
+      const transactions = Array.from({ length: size }, () =>
+        app.dataSource.transaction(async (manager) => {
+          await manager.query('SELECT 1');
+          if (++open === size) allOpen();
+          await done;
+        }),
+      );
+      await opened;
+      return async () => {
+        finish();
+        await Promise.all(transactions);
+      };
+    }
+
+    it('keep a held lock alive on their own connection (waitConnections: 2, the default)', async () => {
+      const app = await startApp(db, uniqueTableName('rlock_lane'), 2);
+      try {
+        const lock = await app.service.lock('lane', 1_000, { ttlMs: 600 });
+        const release = await fillPool(app, 2);
+        try {
+          // Four lease lengths with no pooled connection free.
+          await new Promise((resolve) => setTimeout(resolve, 2_400));
+          expect(lock.isHeld).toBe(true);
+          expect(lock.signal.aborted).toBe(false);
+        } finally {
+          await release();
+        }
+        await lock.unlock();
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('are lost with the pool when the module may not open that connection (waitConnections: 1)', async () => {
+      const app = await startApp(db, uniqueTableName('rlock_nolane'), 2, { waitConnections: 1 });
+      try {
+        const lock = await app.service.lock('no-lane', 1_000, { ttlMs: 600 });
+        const release = await fillPool(app, 2);
+        try {
+          await new Promise((resolve) => setTimeout(resolve, 2_400));
+          expect(lock.isHeld).toBe(false);
+          expect(lock.signal.aborted).toBe(true);
+        } finally {
+          await release();
+        }
+      } finally {
+        await app.close();
+      }
+    });
+  },
+);
 
 describe('RLockService on SQLite inside a transaction of the application', () => {
   const db = testDatabases().find((d) => d.kind === 'sqlite')!;
