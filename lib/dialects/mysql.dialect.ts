@@ -299,7 +299,8 @@ export class MysqlDialect implements LockDialect {
 
   useLeaseConnection(): void {
     this.leaseEnabled =
-      this.driver.mysql?.Connection !== undefined && this.pool.config?.connectionConfig !== undefined;
+      this.driver.mysql?.Connection !== undefined &&
+      this.pool.config?.connectionConfig !== undefined;
   }
 
   /** The connection renewals run on: the dialect's own when enabled (reconnected when lost), else the pool. */
@@ -317,10 +318,7 @@ export class MysqlDialect implements LockDialect {
       const opened = new Promise<Queryable>((resolve, reject) =>
         connection.query('SELECT 1', [], (error) => (error ? reject(error) : resolve(connection))),
       );
-      opened.then(
-        () => (this.leaseClient = connection),
-        lost,
-      );
+      opened.then(() => (this.leaseClient = connection), lost);
       this.lease = opened;
     }
     return this.lease;
@@ -506,9 +504,7 @@ export class MysqlDialect implements LockDialect {
     for (let attempt = 0; ; attempt++) {
       try {
         return await new Promise<T>((resolve, reject) =>
-          via.query(sql, values, (error, result) =>
-            error ? reject(error) : resolve(result as T),
-          ),
+          via.query(sql, values, (error, result) => (error ? reject(error) : resolve(result as T))),
         );
       } catch (error) {
         if (attempt >= MAX_RETRIES || !RETRYABLE.has((error as { errno?: number }).errno ?? 0)) {
