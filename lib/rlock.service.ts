@@ -367,7 +367,9 @@ export class RLockService
     // no attempt (a hundred callers at once make one attempt, not a hundred).
     // (A run of a period, `oncePer`, makes exactly one attempt.)
     const once = timeoutMs === 0 || call.oncePerMs !== null;
-    if (once || !(this.room.hasLine(key) || this.heldHere(key) || this.attempting.has(key))) {
+    const attempts =
+      once || !(this.room.hasLine(key) || this.heldHere(key) || this.attempting.has(key));
+    if (attempts) {
       this.attempting.set(key, (this.attempting.get(key) ?? 0) + 1);
       let result: RemoteLock | NotGranted;
       try {
@@ -400,6 +402,8 @@ export class RLockService
       deadline: call.startedAt + timeoutMs,
       signal: call.signal,
       startedAt: call.startedAt,
+      // Those who joined while its attempt was on its way came after it.
+      first: attempts,
     });
   }
 

@@ -31,6 +31,8 @@ export interface WaitRequest {
   signal: AbortSignal | undefined;
   /** performance.now() when the call began. */
   startedAt: number;
+  /** Goes to the head of the local line: it came first, its attempt failed while others joined. */
+  first?: boolean;
 }
 
 /** What the waiting room needs from the service that grants locks. */
@@ -183,7 +185,8 @@ export class WaitingRoom<L> {
         theLine.wake();
       };
       request.signal?.addEventListener('abort', onAbort, { once: true });
-      line.waiters.push(waiter);
+      if (request.first) line.waiters.unshift(waiter);
+      else line.waiters.push(waiter);
       if (!line.running) void this.run(line);
     });
   }

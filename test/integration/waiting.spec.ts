@@ -592,30 +592,26 @@ describe.each(testDatabases())('waiting on $label', (db) => {
       expect(order).toEqual(['b1', 'c1', 'b2', 'b3', 'b4', 'b5']);
     });
 
-    // Fails (61cab8e): since 4b0e2ae the callers that ask while the first caller's attempt
-    // is on its way join the line at once, and the first caller, whose attempt failed,
-    // joins it last: served 2, 3, 4, 5, 1. Make it `it` once the first caller keeps its turn.
-    it.failing(
-      'callers of one process that ask at the same moment are served in the order they asked',
-      async () => {
-        const x = fresh('order-burst');
-        const a = await app('burst-a');
-        const b = await app('burst-b');
-        const held = await a.service.lock(x, 5_000);
-        const order: number[] = [];
-        // Five calls in one tick: the first makes the attempt, the others join the line.
-        const calls = [1, 2, 3, 4, 5].map((i) =>
-          b.service.withLock(x, 30_000, async () => {
-            order.push(i);
-            await sleep(5);
-          }),
-        );
-        await lineIs(x, ['burst-b']);
-        await held.unlock();
-        await Promise.all(calls);
-        expect(order).toEqual([1, 2, 3, 4, 5]);
-      },
-    );
+    // The callers that ask while the first caller's attempt is on its way join the line at
+    // once; the first caller, whose attempt failed, goes to its head.
+    it('callers of one process that ask at the same moment are served in the order they asked', async () => {
+      const x = fresh('order-burst');
+      const a = await app('burst-a');
+      const b = await app('burst-b');
+      const held = await a.service.lock(x, 5_000);
+      const order: number[] = [];
+      // Five calls in one tick: the first makes the attempt, the others join the line.
+      const calls = [1, 2, 3, 4, 5].map((i) =>
+        b.service.withLock(x, 30_000, async () => {
+          order.push(i);
+          await sleep(5);
+        }),
+      );
+      await lineIs(x, ['burst-b']);
+      await held.unlock();
+      await Promise.all(calls);
+      expect(order).toEqual([1, 2, 3, 4, 5]);
+    });
   });
 
   describe('a grant to a place whose waiters just gave up', () => {
