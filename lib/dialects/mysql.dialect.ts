@@ -77,6 +77,8 @@ const ER_NO_SUCH_THREAD = 1094;
 /** Errors after which InnoDB or Galera rolled the statement back and it can simply run again. */
 const RETRYABLE = new Set([1213 /* deadlock */, 1205 /* lock wait timeout */]);
 const MAX_RETRIES = 5;
+/** How long a ring (`KILL QUERY`) may keep its pooled connection before it is dropped. */
+const RING_TIMEOUT_MS = 250;
 
 /**
  * MySQL and MariaDB through `mysql2`, on the pool TypeORM already opened. On MariaDB
@@ -515,8 +517,31 @@ export class MysqlDialect implements LockDialect {
   }
 
   /**
+   * Runs the step after a commit (the ring) on the same connection without making the
+   * caller wait: `KILL QUERY` sometimes takes seconds on MariaDB (seen: 2–12 s when it
+   * meets the doorbell between two sleeps). Past RING_TIMEOUT_MS the connection is dropped
+   * rather than given back busy; the waiter then finds its grant by its renewal's read.
+   */
+  private afterCommit(connection: MysqlConnection, after: () => Promise<unknown>): void {
+    let done = false;
+    const finish = (healthy: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (healthy) connection.release();
+      else connection.destroy();
+    };
+    const timer = setTimeout(() => finish(false), RING_TIMEOUT_MS);
+    timer.unref();
+    after().then(
+      () => finish(true),
+      () => finish(false),
+    );
+  }
+
+  /**
    * Runs `work` in a transaction on one pooled connection (again after a deadlock), then
-   * its `after` step on the same connection once committed.
+   * its `after` step on the same connection once committed (see `afterCommit`).
    */
   private async transaction<T>(
     work: (
@@ -537,8 +562,8 @@ export class MysqlDialect implements LockDialect {
         await run('START TRANSACTION', []);
         const { result, after } = await work(run);
         await run('COMMIT', []);
-        await after?.().catch(() => undefined);
-        connection.release();
+        if (after) this.afterCommit(connection, after);
+        else connection.release();
         return result;
       } catch (error) {
         // A connection in an unknown state is not given back to the pool.
