@@ -86,9 +86,14 @@ function parseOptions(argv) {
     o.mode === 'full'
       ? join(ROOT, 'docs', 'bench-handoffs.svg')
       : join(ROOT, 'bench', 'out', 'bench-handoffs.svg');
-  const sqliteFile = join(mkdtempSync(join(tmpdir(), 'rlock-bench-')), 'bench.sqlite');
+  // The SQLite file's directory is made only when SQLite runs (the bench removes it).
+  const sqliteFile = () => join(mkdtempSync(join(tmpdir(), 'rlock-bench-')), 'bench.sqlite');
   o.databases = [
-    { kind: 'sqlite', label: 'SQLite (WAL)', url: sqliteFile },
+    (!o.only || o.only.has('sqlite')) && {
+      kind: 'sqlite',
+      label: 'SQLite (WAL)',
+      url: sqliteFile(),
+    },
     o.postgres && { kind: 'postgres', label: 'PostgreSQL', url: o.postgres },
     o.mysql && { kind: 'mariadb', label: 'MariaDB/MySQL', url: o.mysql },
   ].filter((db) => db && (!o.only || o.only.has(db.kind)));

@@ -165,14 +165,19 @@ pidfile = ${join(dir, 'pgbouncer.pid')}
   if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:', dir]);
   asServerUser('pgbouncer', ['-d', join(dir, 'pgbouncer.ini')]);
   const pidFile = join(dir, 'pgbouncer.pid');
-  const stop = () => {
+  const stop = async () => {
     try {
-      // The daemon this bench started, by its pid.
-      process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
+      // The daemon this bench started, by its pid; its directory goes once it has ended.
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 50; i++) {
+        process.kill(pid, 0);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     } catch {
-      // Gone already.
+      // Gone.
     }
-    setTimeout(() => rmSync(dir, { recursive: true, force: true }), 500).unref();
+    rmSync(dir, { recursive: true, force: true });
   };
   const { Client } = require('pg');
   const admin = () =>
@@ -185,7 +190,7 @@ pidfile = ${join(dir, 'pgbouncer.pid')}
       break;
     } catch (error) {
       if (i >= 50) {
-        stop();
+        await stop();
         throw error;
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
