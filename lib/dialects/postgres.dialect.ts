@@ -38,13 +38,14 @@ const COLUMNS = `t.name, t.token, t.fence, t.holder, t.acquired_at, t.expires_at
  */
 export class PostgresDialect implements LockDialect {
   readonly database = 'PostgreSQL';
-  private readonly sql: ReturnType<typeof statements>;
   private readonly pool: PgPool;
   private readonly master: PgPool;
   /** Prefix of the notification channels of this lock table (a process's owner completes it). */
   private readonly channelPrefix: string;
-  /** Whether a release notifies the process it hands the lock to. */
-  private readonly notifies: boolean;
+  /** Whether a release notifies the process it hands the lock to (CockroachDB cannot). */
+  private notifies: boolean;
+  private sql: ReturnType<typeof statements>;
+  private readonly statementsOf: (notifies: boolean) => ReturnType<typeof statements>;
   /** Renewals run on a connection of their own (see `useLeaseConnection`). */
   private leaseEnabled = false;
   private lease: Promise<PgPool> | undefined;
@@ -59,19 +60,22 @@ export class PostgresDialect implements LockDialect {
         .map((part) => `"${part}"`)
         .join('.');
     this.channelPrefix = `rlock_${createHash('sha256').update(qualified).digest('hex').slice(0, 12)}_`;
-    // CockroachDB has no LISTEN/NOTIFY: its waiters poll.
+    // CockroachDB has no LISTEN/NOTIFY: its waiters poll (see also init()).
     this.notifies = dataSource.options.type !== 'cockroachdb';
-    this.sql = statements(
-      quote(qualified),
-      quote(waiterTableName(qualified)),
-      qualified,
-      this.notifies,
-    );
+    this.statementsOf = (notifies) =>
+      statements(quote(qualified), quote(waiterTableName(qualified)), qualified, notifies);
+    this.sql = this.statementsOf(this.notifies);
     this.master = (dataSource.driver as unknown as { master: PgPool }).master;
     this.pool = retryingConflicts(unnamedBehindPooler(this.master));
   }
 
   async init(): Promise<boolean> {
+    // A CockroachDB server reached through `type: 'postgres'`: no NOTIFY in the release.
+    const { rows } = await this.pool.query({ text: 'SELECT version() AS version' });
+    if (this.notifies && /cockroach/i.test(String(rows[0]?.version))) {
+      this.notifies = false;
+      this.sql = this.statementsOf(false);
+    }
     return this.probe();
   }
 
