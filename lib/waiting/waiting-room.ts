@@ -76,8 +76,6 @@ interface Line {
   leaving: Promise<void> | undefined;
   /** Settles once the attempt on its way from the place has been dealt with. */
   attempting: Promise<void> | undefined;
-  /** The lock's fence at the last check (a new one: the line moves). */
-  seenFence?: number;
 }
 
 /**
@@ -478,9 +476,6 @@ export class WaitingRoom<L> {
             const row = rows.get(line.key);
             const token = tokens.get(line.key)!;
             if (row === undefined || line.place?.token !== token) continue;
-            // The line moves (another grant): poll at the shortest interval again.
-            if (line.seenFence !== undefined && row.fence !== line.seenFence) this.polls = 0;
-            line.seenFence = row.fence;
             line.seen = { token, row, sentAt };
             line.wake();
           }
