@@ -145,8 +145,12 @@ export interface LockDialect {
   schemaVersion(current: number): Promise<number>;
   /** One atomic attempt: grants only a free or expired lock, and only in the line's order. */
   acquire(command: AcquireCommand): Promise<AcquireResult>;
-  /** Extends a live lease held with `token` (never past its hold limit); returns its new end, or null when not held. */
-  extend(key: string, token: string, ttlMs: number): Promise<number | null>;
+  /**
+   * Extends a live lease held with `token` (never past its hold limit); returns its new end,
+   * or null when not held. `revive`: also a lease that ran out while still this token's (a
+   * hand-off picked up late: nobody else held the lock in between).
+   */
+  extend(key: string, token: string, ttlMs: number, revive?: boolean): Promise<number | null>;
   /** Releases a lock held with `token`, recording its outcome and handing it to the next place in line. */
   release(command: ReleaseCommand): Promise<ReleaseResult>;
   /**

@@ -282,11 +282,11 @@ export class MysqlDialect implements LockDialect {
       : notGranted(row);
   }
 
-  async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
+  async extend(key: string, token: string, ttlMs: number, revive = false): Promise<number | null> {
     const via = await this.leaseConnection().catch(() => this.pool);
     const result = await this.query<ResultHeader>(
       `UPDATE ${this.table} SET expires_at = LEAST(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
-       WHERE id = ? AND token = ? AND expires_at > ${NOW}`,
+       WHERE id = ? AND token = ? AND ${revive ? `(hold_limit IS NULL OR hold_limit > ${NOW})` : `expires_at > ${NOW}`}`,
       [ttlMs, ttlMs, key, token],
       via,
     );

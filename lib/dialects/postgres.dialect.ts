@@ -187,9 +187,10 @@ export class PostgresDialect implements LockDialect {
     return new Map(rows.map((row) => [String(row.id), toStoredLock(row)]));
   }
 
-  async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
+  async extend(key: string, token: string, ttlMs: number, revive = false): Promise<number | null> {
     const via = await this.leaseConnection().catch(() => this.pool);
-    const { rows } = await via.query({ ...this.sql.extend, values: [key, token, ttlMs] });
+    const statement = revive ? this.sql.revive : this.sql.extend;
+    const { rows } = await via.query({ ...statement, values: [key, token, ttlMs] });
     return rows[0] === undefined ? null : toNumber(rows[0].expires_at);
   }
 
@@ -410,6 +411,15 @@ function statements(table: string, waiters: string, id: string, notifies: boolea
        SET expires_at = LEAST(c.now + $3::bigint * 1000, COALESCE(t.hold_limit, c.now + $3::bigint * 1000))
        FROM c
        WHERE t.id = $1 AND t.token = $2 AND t.expires_at > c.now
+       RETURNING t.expires_at`,
+    ),
+    revive: named(
+      'revive',
+      `WITH c AS (SELECT ${NOW} AS now)
+       UPDATE ${table} AS t
+       SET expires_at = LEAST(c.now + $3::bigint * 1000, COALESCE(t.hold_limit, c.now + $3::bigint * 1000))
+       FROM c
+       WHERE t.id = $1 AND t.token = $2 AND (t.hold_limit IS NULL OR t.hold_limit > c.now)
        RETURNING t.expires_at`,
     ),
     // The release and the hand-off in one statement: the first live place of the line (w)

@@ -209,8 +209,9 @@ export class SqliteDialect implements LockDialect {
     return new SocketDoorbell();
   }
 
-  async extend(key: string, token: string, ttlMs: number): Promise<number | null> {
-    const row = await this.retryBusy(() => this.sql.extend.get(ttlMs, ttlMs, key, token));
+  async extend(key: string, token: string, ttlMs: number, revive = false): Promise<number | null> {
+    const statement = revive ? this.sql.revive : this.sql.extend;
+    const row = await this.retryBusy(() => statement.get(ttlMs, ttlMs, key, token));
     return row === undefined ? null : Number(row.expires_at);
   }
 
@@ -414,6 +415,10 @@ export class SqliteDialect implements LockDialect {
       extend: prepare(
         `UPDATE ${t} SET expires_at = MIN(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
          WHERE id = ? AND token = ? AND expires_at > ${NOW} RETURNING expires_at`,
+      ),
+      revive: prepare(
+        `UPDATE ${t} SET expires_at = MIN(${NOW} + ? * 1000, COALESCE(hold_limit, ${NOW} + ? * 1000))
+         WHERE id = ? AND token = ? AND (hold_limit IS NULL OR hold_limit > ${NOW}) RETURNING expires_at`,
       ),
       firstPlace: prepare(
         `SELECT token, holder, ttl_ms, max_hold_ms, owner, doorbell FROM ${w}

@@ -14,7 +14,7 @@ import { ownerToken } from '../internal/owner-token';
 import { MESSAGES } from '../rlock.messages';
 import { backoffDelay } from './backoff';
 import type { Doorbell } from './doorbell.interface';
-import { PLACE_RENEW_MS, PLACE_TTL_MS } from './waiting.constants';
+import { PICK_UP_MARGIN_MS, PLACE_RENEW_MS, PLACE_TTL_MS } from './waiting.constants';
 
 /** One call waiting for a lock. */
 export interface WaitRequest {
@@ -302,7 +302,7 @@ export class WaitingRoom<L> {
     line.seen = null;
     if (seen && seen.token === line.place.token) {
       if (seen.row.token === line.place.token) {
-        this.deliver(line, seen.row, seen.sentAt);
+        await this.deliver(line, seen.row, seen.sentAt);
         return;
       }
       // Free (a place ahead may take it): try at once; held: when its lease would end.
@@ -360,14 +360,27 @@ export class WaitingRoom<L> {
   }
 
   /** Gives a hand-off found in the lock's row to the head of the line. */
-  private deliver(line: Line, row: StoredLock, sentAt: number): void {
+  private async deliver(line: Line, row: StoredLock, sentAt: number): Promise<void> {
     const token = line.place!.token;
     line.place = null;
     clearTimeout(line.retryTimer);
-    const head = line.waiters[0];
+    let head = line.waiters[0];
     if (!head) {
       this.passOn(line.key, token);
       return;
+    }
+    // Found late (a lost ring, a busy process): the hand-off's short lease is nearly over or
+    // over. Take it up again first, while it is still this token's; else it went on.
+    if ((row.expiresAtUs ?? 0) - row.nowUs < PICK_UP_MARGIN_MS * 1000) {
+      sentAt = performance.now();
+      const end = await this.dialect.extend(line.key, token, head.request.ttlMs, true);
+      if (end === null) return; // taken over meanwhile: the line takes a new place
+      row = { ...row, expiresAtUs: end, nowUs: end - head.request.ttlMs * 1000 };
+      head = line.waiters[0];
+      if (!head) {
+        this.passOn(line.key, token);
+        return;
+      }
     }
     const grant: Granted = {
       acquired: true,

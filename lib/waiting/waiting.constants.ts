@@ -17,6 +17,12 @@ export const PLACE_RENEW_MS = 1_000;
  */
 export const HANDOFF_LEASE_MS = 1_500;
 
+/**
+ * A hand-off found with less than this left of its short lease (a lost ring, a busy
+ * process) is taken up again, if still this process's, before it is delivered.
+ */
+export const PICK_UP_MARGIN_MS = 500;
+
 /** Reconnection backoff of a doorbell connection. */
 export const DOORBELL_RECONNECT_MIN_MS = 100;
 export const DOORBELL_RECONNECT_MAX_MS = 5_000;

@@ -152,6 +152,20 @@ describe.each(variants)('dialect on $label', ({ db, make }) => {
     expect((await release(name, 'a')).released).toBe(false);
   });
 
+  it("revives a lease that ran out while still the token's, never one taken over", async () => {
+    const name = `revive-${++n}`;
+    await dialect.acquire(command(name, 'a', 100));
+    await sleep(150);
+    expect(await dialect.extend(lockKey(name), 'a', 1000)).toBeNull();
+    const end = await dialect.extend(lockKey(name), 'a', 1000, true);
+    const row = (await dialect.readLocks([lockKey(name)])).get(lockKey(name))!;
+    expect(end).toBe(row.expiresAtUs);
+    expect(end!).toBeGreaterThan(row.nowUs);
+    await sleep(1050);
+    expect(await dialect.acquire(command(name, 'b'))).toMatchObject({ acquired: true });
+    expect(await dialect.extend(lockKey(name), 'a', 1000, true)).toBeNull();
+  });
+
   it('extends only a live lease of the owner', async () => {
     const name = `extend-${++n}`;
     const granted = await dialect.acquire(command(name, 'a', 1000));
