@@ -106,17 +106,21 @@ export class ReliabilityDb {
   /** How many of these sessions are busy (running a statement or inside a transaction). */
   async busySessions(ids: number[]): Promise<{ open: number; busy: number }> {
     if (ids.length === 0) return { open: 0, busy: 0 };
+    // Busy = pinned: in one statement for half a second or more (a renewal or a read that
+    // happens to run at the sampling instant is not a session a waiter keeps busy).
     if (this.db.kind === 'postgres') {
       const { records } = await this.exec(
-        `SELECT state FROM pg_stat_activity WHERE pid = ANY(?::int[])`,
+        `SELECT state <> 'idle' AND clock_timestamp() - state_change > interval '500 milliseconds' AS busy
+         FROM pg_stat_activity WHERE pid = ANY(?::int[])`,
         [ids],
       );
-      return { open: records.length, busy: records.filter((r) => r.state !== 'idle').length };
+      return { open: records.length, busy: records.filter((r) => r.busy === true).length };
     }
     const { records } = await this.exec(
-      `SELECT command FROM information_schema.processlist WHERE id IN (${ids.map(Number).join(',')})`,
+      `SELECT command <> 'Sleep' AND time_ms > 500 AS busy
+       FROM information_schema.processlist WHERE id IN (${ids.map(Number).join(',')})`,
     );
-    return { open: records.length, busy: records.filter((r) => r.command !== 'Sleep').length };
+    return { open: records.length, busy: records.filter((r) => Number(r.busy) === 1).length };
   }
 
   /** Columns of our own tables (the lock table, key/value table and `extra`), to prove input changed no schema. */
