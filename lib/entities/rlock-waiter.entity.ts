@@ -1,3 +1,4 @@
+import { entityColumns } from './column-definition';
 import { EntitySchema } from 'typeorm';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 import { splitTableName } from './rlock.entity';
@@ -76,18 +77,7 @@ export function createRLockWaiterEntity(
           : `RLockWaiter_${tableName.replace('.', '_')}`,
       tableName: table,
       schema: dbSchema,
-      columns: Object.fromEntries(
-        RLOCK_WAITER_COLUMNS.map((c) => [
-          c.property,
-          {
-            name: c.name,
-            type: c.type,
-            length: 'length' in c ? c.length : undefined,
-            primary: 'primary' in c ? c.primary : undefined,
-            nullable: 'nullable' in c ? c.nullable : false,
-          },
-        ]),
-      ) as never,
+      columns: entityColumns(RLOCK_WAITER_COLUMNS) as never,
       indices: waiterIndexes(tableName).map((index) => ({
         name: index.name,
         columns: index.columns.map((column) => byColumn.get(column)!) as never,

@@ -1,3 +1,4 @@
+import { entityColumns } from './column-definition';
 import { EntitySchema } from 'typeorm';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 import { createRLockWaiterEntity } from './rlock-waiter.entity';
@@ -77,18 +78,7 @@ export function createRLockEntity(tableName: string = DEFAULT_TABLE_NAME): Entit
       name: tableName === DEFAULT_TABLE_NAME ? 'RLock' : `RLock_${tableName.replace('.', '_')}`,
       tableName: table,
       schema: dbSchema,
-      columns: Object.fromEntries(
-        RLOCK_COLUMNS.map((c) => [
-          c.property,
-          {
-            name: c.name,
-            type: c.type,
-            length: 'length' in c ? c.length : undefined,
-            primary: 'primary' in c ? c.primary : undefined,
-            nullable: 'nullable' in c ? c.nullable : false,
-          },
-        ]),
-      ) as never,
+      columns: entityColumns(RLOCK_COLUMNS) as never,
     });
     schemas.set(tableName, schema);
   }

@@ -1,5 +1,5 @@
 import { Table, type MigrationInterface, type QueryRunner } from 'typeorm';
-import { columnCharset } from '../entities/mysql-charset';
+import { tableColumns } from '../entities/column-definition';
 import { RLOCK_COLUMNS, splitTableName } from '../entities/rlock.entity';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
 import { createWaitersTable, dropWaitersTable } from './create-rlock-waiters.migration';
@@ -26,15 +26,7 @@ export function createRLockMigration(
         new Table({
           name: table,
           schema,
-          columns: RLOCK_COLUMNS.map((c) => ({
-            name: c.name,
-            type: c.type,
-            length: 'length' in c ? String(c.length) : undefined,
-            isPrimary: 'primary' in c ? c.primary : false,
-            isNullable: 'nullable' in c ? c.nullable : false,
-            // MySQL/MariaDB: utf8mb4, binary collation, whatever the server's default.
-            ...columnCharset(queryRunner.connection.options.type, c.type),
-          })),
+          columns: tableColumns(RLOCK_COLUMNS, queryRunner.connection.options.type),
         }),
         true,
       );

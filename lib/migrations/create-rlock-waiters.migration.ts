@@ -4,7 +4,8 @@ import {
   waiterIndexes,
   waiterTableName,
 } from '../entities/rlock-waiter.entity';
-import { columnCharset, convertToMysqlCharset, isMysqlType } from '../entities/mysql-charset';
+import { tableColumns } from '../entities/column-definition';
+import { convertToMysqlCharset, isMysqlType } from '../entities/mysql-charset';
 import { RLOCK_COLUMNS_SINCE_2, splitTableName } from '../entities/rlock.entity';
 import { RLOCK_SCHEMA_VERSION, SCHEMA_ROW } from '../entities/schema-version';
 import { DEFAULT_TABLE_NAME } from '../rlock.constants';
@@ -19,15 +20,7 @@ export async function createWaitersTable(queryRunner: QueryRunner, tableName: st
     new Table({
       name: table,
       schema,
-      columns: RLOCK_WAITER_COLUMNS.map((c) => ({
-        name: c.name,
-        type: c.type,
-        length: 'length' in c ? String(c.length) : undefined,
-        isPrimary: 'primary' in c ? c.primary : false,
-        isNullable: 'nullable' in c ? c.nullable : false,
-        // MySQL/MariaDB: utf8mb4, binary collation, whatever the server's default.
-        ...columnCharset(queryRunner.connection.options.type, c.type),
-      })),
+      columns: tableColumns(RLOCK_WAITER_COLUMNS, queryRunner.connection.options.type),
       indices: waiterIndexes(tableName).map(
         (index) => new TableIndex({ name: index.name, columnNames: index.columns }),
       ),
