@@ -7,6 +7,7 @@ export {
 } from './decorators/with-remote-lock.decorator';
 export type { WithRemoteLockOptions } from './decorators/with-remote-lock-options.interface';
 export { LastError } from './decorators/last-error.decorator';
+export { LockManager } from './decorators/lock-manager.decorator';
 export { LockConflictException } from './errors/lock-conflict.exception';
 export {
   RLOCK_MODULE_OPTIONS,

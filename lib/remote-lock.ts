@@ -36,10 +36,14 @@ type State = 'held' | 'releasing' | 'unreleased' | 'released' | 'lost';
 /** How a release ends the holding: `pass` keeps the stored outcome (a lock nobody used). Internal. */
 export type ReleaseOutcome = 'released' | 'error' | 'pass';
 
+/** A release run by the caller instead of the lease's (a transactional section's, in its transaction). */
+type ReleaseVia = (outcome: ReleaseOutcome, error: unknown) => Promise<boolean>;
+
 let releaseWithOutcome: (
   lock: RemoteLock,
   outcome: ReleaseOutcome,
   error: unknown,
+  via?: ReleaseVia,
 ) => Promise<void>;
 let abandonLock: (lock: RemoteLock) => boolean;
 
@@ -211,7 +215,7 @@ export class RemoteLock {
     return this.#release(error !== undefined && error !== null ? 'error' : 'released', error);
   }
 
-  #release(outcome: ReleaseOutcome, error: unknown): Promise<void> {
+  #release(outcome: ReleaseOutcome, error: unknown, via?: ReleaseVia): Promise<void> {
     if (this.#parent) {
       // A re-entered lock belongs to the enclosing section, which releases it.
       if (this.#state === 'held') this.#state = 'released';
@@ -221,7 +225,7 @@ export class RemoteLock {
       case 'released':
         return Promise.resolve();
       case 'lost':
-        return (this.#releasedAfterLoss ??= this.#releaseAfterLoss(outcome, error));
+        return (this.#releasedAfterLoss ??= this.#releaseAfterLoss(outcome, error, via));
       case 'releasing':
         return this.#releasing!;
       case 'unreleased':
@@ -229,16 +233,21 @@ export class RemoteLock {
     }
     this.#state = 'releasing';
     this.#stopTimers();
-    return (this.#releasing = this.#releaseNow(outcome, error));
+    return (this.#releasing = this.#releaseNow(outcome, error, via));
   }
 
-  async #releaseNow(outcome: ReleaseOutcome, error: unknown): Promise<void> {
+  async #releaseNow(outcome: ReleaseOutcome, error: unknown, via?: ReleaseVia): Promise<void> {
     const lease = this.#lease!;
     let released: boolean;
     try {
-      released = await lease.release(outcome, error);
+      released = await (via ?? lease.release)(outcome, error);
     } catch (cause) {
       this.#releasing = undefined;
+      if (via) {
+        // Its transaction rolled back: still held (not renewed), for the caller to release.
+        if (this.#state === 'releasing') this.#state = 'held';
+        throw cause;
+      }
       const databaseError = new LockDatabaseError(
         MESSAGES.databaseError('release', this.name),
         cause,
@@ -319,12 +328,16 @@ export class RemoteLock {
    * took it): the token-conditioned release records the outcome then. Otherwise the
    * outcome is lost, and the LockLostError says so.
    */
-  async #releaseAfterLoss(outcome: ReleaseOutcome, error: unknown): Promise<void> {
+  async #releaseAfterLoss(
+    outcome: ReleaseOutcome,
+    error: unknown,
+    via?: ReleaseVia,
+  ): Promise<void> {
     if (this.#gone) throw this.#lostError!;
     const lease = this.#lease!;
     let released: boolean;
     try {
-      released = await lease.release(outcome, error);
+      released = await (via ?? lease.release)(outcome, error);
     } catch (cause) {
       throw new LockLostError(this.name, MESSAGES.lostOutcomeUnrecorded(this.#lostWhy), {
         cause: new LockDatabaseError(MESSAGES.databaseError('release', this.name), cause),
@@ -502,7 +515,7 @@ export class RemoteLock {
   }
 
   static {
-    releaseWithOutcome = (lock, outcome, error) => lock.#release(outcome, error);
+    releaseWithOutcome = (lock, outcome, error, via) => lock.#release(outcome, error, via);
     abandonLock = (lock) => {
       if (lock.#state !== 'held' && lock.#state !== 'unreleased') return false;
       lock.#lose(MESSAGES.lostShutdownGrace);
@@ -519,6 +532,19 @@ export function reenteredLock(parent: RemoteLock): RemoteLock {
 /** Releases recording a failure, even when the thrown value is `undefined`. Internal. */
 export function unlockWithError(lock: RemoteLock, error: unknown): Promise<void> {
   return releaseWithOutcome(lock, 'error', error);
+}
+
+/**
+ * A transactional section's release on success: `via` releases inside the section's
+ * transaction and commits it (false, without committing, when the lock is no longer
+ * ours: it rejects then with {@link LockLostError}). When `via` throws, the lock stays
+ * held (no longer renewed) for the caller to release with the error. Internal.
+ */
+export function releaseThrough(
+  lock: RemoteLock,
+  via: (outcome: ReleaseOutcome, error: unknown) => Promise<boolean>,
+): Promise<void> {
+  return releaseWithOutcome(lock, 'released', undefined, via);
 }
 
 /** Releases a lock nobody used, keeping the outcome its previous holder stored. Internal. */

@@ -34,6 +34,12 @@ export const MESSAGES = {
   unreadableStoredError: 'The error stored by the previous holder could not be read.',
   nonErrorThrown: (kind: string) => `A non-Error value was thrown (${kind}).`,
   invalid: {
+    isolationLevel: (got: string) =>
+      `isolationLevel must be one of 'READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'; got ${got}.`,
+    transactionalReentry:
+      'transactional cannot re-enter a held lock: the enclosing section releases it (run the work in its transaction).',
+    transactionalUnsupported: (database: string) =>
+      `transactional sections need a TypeORM data source that supports them; ${database} does not.`,
     name: (got: string) =>
       `Lock name must be a non-empty string of at most 255 characters, with no NUL character and well-formed Unicode; got ${got}.`,
     duration: (arg: string, unit: string, min: number, max: number, got: string) =>
@@ -143,6 +149,8 @@ Exit codes: 0 ok, 1 failed or declined, 2 bad usage or URL, 3 database unreachab
       '(it is global unless isGlobal: false; then import RLockModule in that module too).',
     lastErrorWithoutLock: (method: string) =>
       `@LastError() on ${method} is never filled: add @WithRemoteLock to that method.`,
+    lockManagerPlacement:
+      'LockManager() decorates a parameter of a method, not a constructor parameter or a property.',
     lastErrorPlacement:
       'LastError() decorates a parameter of a method, not a constructor parameter or a property.',
     notAMethod: (what: string) => `@WithRemoteLock decorates a method; got ${what}.`,

@@ -9,12 +9,15 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import type { Observable } from 'rxjs';
+import type { EntityManager, QueryRunner } from 'typeorm';
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import type {
   AcquireResult,
   Granted,
   LockDialect,
   NotGranted,
   Place,
+  ReleaseResult,
   StoredLock,
 } from './dialects/dialect.interface';
 import { AcquireTimeoutError } from './errors/acquire-timeout.error';
@@ -26,6 +29,7 @@ import { HoldLimitExceededError } from './errors/hold-limit-exceeded.error';
 import { InvalidArgumentError } from './errors/invalid-argument.error';
 import { LeaseExpiredError } from './errors/lease-expired.error';
 import { LockDatabaseError } from './errors/lock-database.error';
+import { LockLostError } from './errors/lock-lost.error';
 import { LockReentryError } from './errors/lock-reentry.error';
 import { RLockConfigurationError } from './errors/rlock-configuration.error';
 import { ShuttingDownError } from './errors/shutting-down.error';
@@ -48,6 +52,7 @@ import {
   assertFunction,
   assertLockName,
   assertOptionalBoolean,
+  assertOptionalIsolationLevel,
   assertOptionalSignal,
   assertOptions,
   describe,
@@ -57,6 +62,7 @@ import {
   abandon,
   passOnLock,
   reenteredLock,
+  releaseThrough,
   RemoteLock,
   unlockWithError,
   type ReleaseOutcome,
@@ -75,6 +81,13 @@ interface CallOptions {
   minHoldMs: number | null;
   maxHoldMs: number | null;
   oncePerMs: number | null;
+  /** A transactional section (`withLock` only), with its isolation level; null: none. */
+  transaction: SectionTransaction | null;
+}
+
+/** A transactional section's transaction. */
+interface SectionTransaction {
+  isolationLevel?: IsolationLevel;
 }
 
 /**
@@ -102,6 +115,11 @@ export class RLockService
   private draining: Promise<void> | undefined;
   /** Called when the last held lock settles during the grace. */
   private drained: (() => void) | undefined;
+  /** What a transactional section's release needs of a held lock (its row and minimum hold). */
+  private readonly releases = new WeakMap<
+    RemoteLock,
+    { key: string; token: string; minHoldMs: number | null }
+  >();
 
   constructor(
     @Inject(RLOCK_MODULE_OPTIONS) private readonly options: ResolvedRLockOptions,
@@ -241,10 +259,20 @@ export class RLockService
    * throws (then rethrows that very error). Inside `fn`, `current()` returns the lock and
    * asking again for the same name fails with {@link LockReentryError}.
    */
-  async withLock<T>(
+  withLock<T>(
+    name: string,
+    options: WithLockOptions & { transactional: true },
+    fn: (lock: RemoteLock, manager: EntityManager) => T | Promise<T>,
+  ): Promise<T>;
+  withLock<T>(
     name: string,
     options: number | WithLockOptions | undefined,
     fn: (lock: RemoteLock) => T | Promise<T>,
+  ): Promise<T>;
+  async withLock<T>(
+    name: string,
+    options: number | WithLockOptions | undefined,
+    fn: (lock: RemoteLock, manager: EntityManager) => T | Promise<T>,
   ): Promise<T> {
     assertLockName(name);
     const opts = typeof options === 'number' ? undefined : options;
@@ -254,21 +282,32 @@ export class RLockService
     const enclosing = lockContext.getStore()?.held.get(name);
     if (enclosing?.isHeld) {
       if (!call.reentrant) throw new LockReentryError(name);
+      if (call.transaction) {
+        throw new InvalidArgumentError('transactional', MESSAGES.invalid.transactionalReentry);
+      }
       // A handle of its own, as lock() gives: its unlock() leaves the enclosing lock held.
-      return this.runHolding(reenteredLock(enclosing), fn);
+      return this.runHolding(reenteredLock(enclosing), fn as (lock: RemoteLock) => T);
     }
+    const source = call.transaction ? this.transactionSource() : undefined;
     const lock = await this.acquire(name, timeoutMs, call);
-    return await this.runHolding(lock, fn);
+    if (source && call.transaction) return this.runTransactional(lock, fn, call.transaction);
+    return await this.runHolding(lock, fn as (lock: RemoteLock) => T);
   }
 
   /**
    * Runs `fn` inside the locked section of `lock` and releases it with the outcome.
-   * Used by `withLock()` and `@WithRemoteLock`.
+   * Used by `withLock()` and `@WithRemoteLock`. With `transaction`, a transactional
+   * section (see `WithLockOptions.transactional`): `fn` gets the transaction's manager.
    */
-  async runHolding<T>(lock: RemoteLock, fn: (lock: RemoteLock) => T | Promise<T>): Promise<T> {
+  async runHolding<T>(
+    lock: RemoteLock,
+    fn: (lock: RemoteLock, manager: EntityManager) => T | Promise<T>,
+    transaction?: SectionTransaction,
+  ): Promise<T> {
+    if (transaction) return this.runTransactional(lock, fn, transaction);
     let result: T;
     try {
-      result = await runInLockScope(lock, () => fn(lock));
+      result = await runInLockScope(lock, () => (fn as (lock: RemoteLock) => T)(lock));
     } catch (error) {
       try {
         await unlockWithError(lock, error);
@@ -279,6 +318,103 @@ export class RLockService
     }
     await lock.unlock();
     return result;
+  }
+
+  /** The data source transactional sections run on; throws when the dialect has none. */
+  private transactionSource() {
+    const source = this.dialect.dataSource;
+    if (!source || !this.dialect.releaseWithin) {
+      throw new RLockConfigurationError(
+        MESSAGES.invalid.transactionalUnsupported(this.dialect.database),
+      );
+    }
+    return source;
+  }
+
+  /**
+   * A transactional section: `fn` in a transaction on the lock store's data source; on
+   * success the release runs inside it and commits with the work (the next holder is rung
+   * after the commit); a release that matches nothing (the lock was taken over) rolls it
+   * all back with LockLostError. On a throw: rolled back, then released with the error
+   * outside it, and the error rethrown.
+   */
+  private async runTransactional<T>(
+    lock: RemoteLock,
+    fn: (lock: RemoteLock, manager: EntityManager) => T | Promise<T>,
+    transaction: SectionTransaction,
+  ): Promise<T> {
+    if (lockContext.getStore()?.held.get(lock.name)?.isHeld) {
+      // A re-entered lock: the enclosing section releases it (and owns any transaction).
+      await lock.unlock();
+      throw new InvalidArgumentError('transactional', MESSAGES.invalid.transactionalReentry);
+    }
+    let runner: QueryRunner | undefined;
+    let result: T;
+    try {
+      runner = this.transactionSource().createQueryRunner();
+      await runner.connect();
+      await runner.startTransaction(transaction.isolationLevel);
+      await this.dialect.beginWithin?.(runner);
+      const manager = runner.manager;
+      result = await runInLockScope(lock, () => fn(lock, manager));
+    } catch (error) {
+      await this.rollback(runner);
+      try {
+        await unlockWithError(lock, error);
+      } catch {
+        // Already reported as a release failure or a loss (events$ and a warning).
+      }
+      throw error;
+    }
+    const open = runner;
+    let committed = false;
+    try {
+      await releaseThrough(lock, async (outcome, error) => {
+        const lease = this.releases.get(lock)!;
+        const leaving = this.room.settled(lease.key);
+        if (leaving) await leaving;
+        const { result: released, afterCommit } = await this.dialect.releaseWithin!(open, {
+          key: lease.key,
+          token: lease.token,
+          outcome,
+          error: outcome === 'error' ? this.codec.encode(error) : null,
+          handoffLeaseMs: HANDOFF_LEASE_MS,
+          minHoldMs: lease.minHoldMs,
+        });
+        // Taken over: nothing of the work may commit (rolled back below).
+        if (!released.released) return false;
+        await open.commitTransaction();
+        committed = true;
+        afterCommit?.();
+        this.afterRelease(lease.key, released, lock);
+        return true;
+      });
+    } catch (error) {
+      if (!committed) await this.rollback(open);
+      await open.release().catch(() => undefined);
+      if (error instanceof LockLostError) throw error;
+      // The release or the commit failed: rolled back, the lock is still ours.
+      const failure = new LockDatabaseError(MESSAGES.databaseError('release', lock.name), error);
+      try {
+        await unlockWithError(lock, failure);
+      } catch (released) {
+        if (released instanceof LockLostError) throw released;
+      }
+      throw failure;
+    }
+    await open.release().catch(() => undefined);
+    return result;
+  }
+
+  /** Rolls a section's transaction back (if it began) and gives its connection back. */
+  private async rollback(runner: QueryRunner | undefined): Promise<void> {
+    if (!runner) return;
+    try {
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+    } catch {
+      // The connection failed: the database rolls the transaction back.
+    }
+    if (!runner.isReleased) await runner.release().catch(() => undefined);
   }
 
   /** Whether `RLockModule.forRoot({ disabled: true })` turned locking off for decorated methods. */
@@ -542,6 +678,7 @@ export class RLockService
       },
     });
     this.held.add(lock);
+    this.releases.set(lock, { key, token, minHoldMs: call.minHoldMs });
     let locks = this.heldByKey.get(key);
     if (!locks) this.heldByKey.set(key, (locks = new Set()));
     locks.add(lock);
@@ -577,10 +714,15 @@ export class RLockService
       handoffLeaseMs: HANDOFF_LEASE_MS,
       minHoldMs,
     });
+    this.afterRelease(key, result, lock);
+    return result.released;
+  }
+
+  /** After a release committed: its minimum hold's event, and the next holder rung. */
+  private afterRelease(key: string, result: ReleaseResult, lock?: RemoteLock): void {
     if (lock && result.holdUntilUs !== undefined) this.emitter.heldUntil(lock, result.holdUntilUs);
     if (result.handedTo === this.owner) this.room.handedHere(key);
     else if (result.ring) this.room.ring(result.ring.doorbell, result.ring.token);
-    return result.released;
   }
 
   private reenter(name: string, reentrant: boolean): RemoteLock | null {
@@ -658,6 +800,7 @@ export class RLockService
         minHoldMs: null,
         maxHoldMs: null,
         oncePerMs: null,
+        transaction: null,
       };
     }
     assertOptions(options, 'options', known);
@@ -667,6 +810,9 @@ export class RLockService
     assertOptionalSignal(o.signal, 'signal');
     if (o.minHoldMs !== undefined) assertDuration(o.minHoldMs, 'minHoldMs', 0);
     if (o.maxHoldMs !== undefined) assertDuration(o.maxHoldMs, 'maxHoldMs', RLOCK_LIMITS.minTtlMs);
+    const w = o as WithLockOptions;
+    assertOptionalBoolean(w.transactional, 'transactional');
+    assertOptionalIsolationLevel(w.isolationLevel, 'isolationLevel');
     return {
       ttlMs: o.ttlMs ?? this.options.ttlMs,
       reentrant: o.reentrant ?? false,
@@ -675,6 +821,11 @@ export class RLockService
       minHoldMs: o.minHoldMs ?? null,
       maxHoldMs: o.maxHoldMs ?? null,
       oncePerMs: o.oncePer === undefined ? null : parsePeriod(o.oncePer),
+      transaction: w.transactional
+        ? w.isolationLevel === undefined
+          ? {}
+          : { isolationLevel: w.isolationLevel }
+        : null,
     };
   }
 

@@ -1,3 +1,5 @@
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+
 /**
  * Options of `@WithRemoteLock`.
  * @publicApi
@@ -35,6 +37,14 @@ export interface WithRemoteLockOptions {
    * lock. Makes exactly one attempt. Typically with `onLocked: 'skip'` under `@Cron`.
    */
   oncePer?: number | string;
+  /**
+   * A transactional section (see `WithLockOptions.transactional`): the method runs inside a
+   * transaction on the lock store's data source, whose `EntityManager` reaches the parameter
+   * marked `@LockManager()`; the release commits with its work, and a lost lock cannot commit.
+   */
+  transactional?: boolean;
+  /** The transaction's isolation level (with `transactional`). Default: the database's. */
+  isolationLevel?: IsolationLevel;
 }
 
 /** Keys accepted in {@link WithRemoteLockOptions}. */
@@ -46,4 +56,6 @@ export const WITH_REMOTE_LOCK_OPTION_KEYS = [
   'minHoldMs',
   'maxHoldMs',
   'oncePer',
+  'transactional',
+  'isolationLevel',
 ] as const;

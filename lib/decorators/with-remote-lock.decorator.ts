@@ -13,6 +13,7 @@ import { createLockedMethod } from '../internal/locked-method';
 import {
   assertDuration,
   assertOptionalBoolean,
+  assertOptionalIsolationLevel,
   assertOptions,
   describe,
   parsePeriod,
@@ -96,6 +97,8 @@ function resolveDecoratorOptions(options: number | WithRemoteLockOptions | undef
   if (o.minHoldMs !== undefined) assertDuration(o.minHoldMs, 'minHoldMs', 0);
   if (o.maxHoldMs !== undefined) assertDuration(o.maxHoldMs, 'maxHoldMs', RLOCK_LIMITS.minTtlMs);
   if (o.oncePer !== undefined) parsePeriod(o.oncePer);
+  assertOptionalBoolean(o.transactional, 'transactional');
+  assertOptionalIsolationLevel(o.isolationLevel, 'isolationLevel');
   return {
     acquireTimeoutMs: o.acquireTimeoutMs,
     ttlMs: o.ttlMs,
@@ -104,6 +107,11 @@ function resolveDecoratorOptions(options: number | WithRemoteLockOptions | undef
     minHoldMs: o.minHoldMs,
     maxHoldMs: o.maxHoldMs,
     oncePer: o.oncePer,
+    transaction: o.transactional
+      ? o.isolationLevel === undefined
+        ? {}
+        : { isolationLevel: o.isolationLevel }
+      : undefined,
   };
 }
 

@@ -1,3 +1,4 @@
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { LockOutcome } from '../interfaces/lock-state.interface';
 import type { Doorbell } from '../waiting/doorbell.interface';
 
@@ -153,6 +154,23 @@ export interface LockDialect {
   extend(key: string, token: string, ttlMs: number, revive?: boolean): Promise<number | null>;
   /** Releases a lock held with `token`, recording its outcome and handing it to the next place in line. */
   release(command: ReleaseCommand): Promise<ReleaseResult>;
+  /** The TypeORM data source of the lock store (transactional sections run their transaction on it). */
+  readonly dataSource?: DataSource;
+  /**
+   * A transactional section, before its work: SQLite takes the write lock on the
+   * transaction's connection (one writer at a time: the release at the end cannot then
+   * fail on a snapshot another connection wrote after).
+   */
+  beginWithin?(runner: QueryRunner): Promise<void>;
+  /**
+   * `release()` inside a transactional section's open transaction (on `runner`, whose
+   * caller commits it): the same release and hand-off, nothing committed here. `afterCommit`:
+   * what wakes the next holder, to run once the caller committed.
+   */
+  releaseWithin?(
+    runner: QueryRunner,
+    command: ReleaseCommand,
+  ): Promise<{ result: ReleaseResult; afterCommit?: () => void }>;
   /**
    * Frees a held lock whoever holds it, bumping its fence; with `fence`, only the holding
    * granted with that fence. False when nothing was released (free, or another holding).

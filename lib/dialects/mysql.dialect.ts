@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import { convertToMysqlCharset } from '../entities/mysql-charset';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
 import { SCHEMA_ROW } from '../entities/schema-version';
@@ -108,7 +108,7 @@ export class MysqlDialect implements LockDialect {
    *   the server version); `false` forces the MySQL statements, which MariaDB also runs.
    */
   constructor(
-    dataSource: DataSource,
+    readonly dataSource: DataSource,
     private readonly tableName: string,
     private readonly options: { returning?: boolean } = {},
   ) {
@@ -339,7 +339,7 @@ export class MysqlDialect implements LockDialect {
   }
 
   async release(command: ReleaseCommand): Promise<ReleaseResult> {
-    const { key, token, outcome, error, handoffLeaseMs, minHoldMs } = command;
+    const { key, token, outcome, error, minHoldMs } = command;
     const keep = outcome === 'pass';
     // Mostly nobody waits: one statement frees the lock. Otherwise (or when it is not this
     // token's any more) the transaction below finds out and hands the lock over.
@@ -352,69 +352,102 @@ export class MysqlDialect implements LockDialect {
       [...(keep ? [] : [outcome, error]), minHoldMs, minHoldMs, minHoldMs, key, token, key],
     );
     if (freed.affectedRows === 1) return { released: true, handedTo: null };
-    return this.transaction<ReleaseResult>(async (run) => {
-      const [lock] = await run<Row[]>(
-        `SELECT token, IF(? IS NOT NULL AND acquired_at + ? * 1000 > ${NOW}, acquired_at + ? * 1000, NULL) AS hold_until
+    return this.transaction<ReleaseResult>((run) => this.releaseSteps(run, command));
+  }
+
+  async releaseWithin(
+    runner: QueryRunner,
+    command: ReleaseCommand,
+  ): Promise<{ result: ReleaseResult; afterCommit?: () => void }> {
+    // The transaction's steps on its own connection; the ring (KILL QUERY) once committed,
+    // on a pooled connection of its own.
+    const connection = (runner as unknown as { databaseConnection: Queryable }).databaseConnection;
+    const { result, after } = await this.releaseSteps(
+      // No retry here: a deadlock rolled the caller's whole transaction back.
+      <R>(sql: string, values: unknown[]) =>
+        new Promise<R>((resolve, reject) =>
+          connection.query(sql, values, (error, result) =>
+            error ? reject(error) : resolve(result as R),
+          ),
+        ),
+      command,
+    );
+    if (!after) return { result };
+    const afterCommit = () =>
+      this.pool.getConnection((error, pooled) => {
+        if (!error) this.afterCommit(pooled, after);
+      });
+    return { result, afterCommit };
+  }
+
+  /** The release and hand-off, inside a transaction (`run`: a statement of it). */
+  private async releaseSteps(
+    run: <R>(sql: string, values: unknown[]) => Promise<R>,
+    command: ReleaseCommand,
+  ): Promise<{ result: ReleaseResult; after?: () => Promise<unknown> }> {
+    const { key, token, outcome, error, handoffLeaseMs, minHoldMs } = command;
+    const keep = outcome === 'pass';
+    const [lock] = await run<Row[]>(
+      `SELECT token, IF(? IS NOT NULL AND acquired_at + ? * 1000 > ${NOW}, acquired_at + ? * 1000, NULL) AS hold_until
          FROM ${this.table} WHERE id = ? FOR UPDATE`,
-        [minHoldMs, minHoldMs, minHoldMs, key],
-      );
-      if (lock?.token !== token) return { result: { released: false, handedTo: null } };
-      const holdUntil = toNullableNumber(lock.hold_until);
-      // A minimum hold keeps the lock taken: nobody is handed it before then.
-      const [next] =
-        holdUntil !== null
-          ? []
-          : await run<Row[]>(
-              `SELECT token, holder, ttl_ms, max_hold_ms, owner, doorbell,
+      [minHoldMs, minHoldMs, minHoldMs, key],
+    );
+    if (lock?.token !== token) return { result: { released: false, handedTo: null } };
+    const holdUntil = toNullableNumber(lock.hold_until);
+    // A minimum hold keeps the lock taken: nobody is handed it before then.
+    const [next] =
+      holdUntil !== null
+        ? []
+        : await run<Row[]>(
+            `SELECT token, holder, ttl_ms, max_hold_ms, owner, doorbell,
                  CONCAT(@@hostname, ':', @@port, ':') AS here
                FROM ${this.waiters} WHERE lock_id = ? AND expires_at > ${NOW}
                ORDER BY queued_at, token LIMIT 1 FOR UPDATE`,
-              [key],
-            );
-      // The outcome columns first: MySQL assigns left to right.
-      const outcomeColumns = keep ? '' : 'last_outcome = ?, last_error = ?, ';
-      const outcomeValues = keep ? [] : [outcome, error];
-      if (next === undefined) {
-        await run(
-          `UPDATE ${this.table} SET ${outcomeColumns}token = NULL, hold_until = ?, released_at = ${NOW}
-           WHERE id = ?`,
-          [...outcomeValues, holdUntil, key],
-        );
-        const result: ReleaseResult = { released: true, handedTo: null };
-        if (holdUntil !== null) result.holdUntilUs = holdUntil;
-        return { result };
-      }
-      const ttl = toNumber(next.ttl_ms);
-      const maxHold = toNullableNumber(next.max_hold_ms);
+            [key],
+          );
+    // The outcome columns first: MySQL assigns left to right.
+    const outcomeColumns = keep ? '' : 'last_outcome = ?, last_error = ?, ';
+    const outcomeValues = keep ? [] : [outcome, error];
+    if (next === undefined) {
       await run(
-        `UPDATE ${this.table} SET ${outcomeColumns}token = ?, holder = ?, fence = fence + 1,
+        `UPDATE ${this.table} SET ${outcomeColumns}token = NULL, hold_until = ?, released_at = ${NOW}
+           WHERE id = ?`,
+        [...outcomeValues, holdUntil, key],
+      );
+      const result: ReleaseResult = { released: true, handedTo: null };
+      if (holdUntil !== null) result.holdUntilUs = holdUntil;
+      return { result };
+    }
+    const ttl = toNumber(next.ttl_ms);
+    const maxHold = toNullableNumber(next.max_hold_ms);
+    await run(
+      `UPDATE ${this.table} SET ${outcomeColumns}token = ?, holder = ?, fence = fence + 1,
            acquired_at = ${NOW}, expires_at = ${NOW} + ? * 1000, hold_limit = ${NOW} + ? * 1000,
            hold_until = NULL, released_at = ${NOW}
          WHERE id = ?`,
-        [
-          ...outcomeValues,
-          next.token,
-          next.holder,
-          Math.min(ttl, handoffLeaseMs, maxHold ?? ttl),
-          maxHold,
-          key,
-        ],
-      );
-      await run(`DELETE FROM ${this.waiters} WHERE token = ?`, [next.token]);
-      // Rung after the commit, on the same server only (connection ids are per server).
-      const doorbell = (next.doorbell as string | null) ?? '';
-      const here = String(next.here);
-      const id = doorbell.startsWith(here) ? doorbell.slice(here.length) : '';
-      return {
-        result: { released: true, handedTo: String(next.owner) },
-        after: /^\d+$/.test(id)
-          ? () =>
-              run(`KILL QUERY ${id}`, []).catch((killError: unknown) => {
-                if ((killError as { errno?: number }).errno !== ER_NO_SUCH_THREAD) throw killError;
-              })
-          : undefined,
-      };
-    });
+      [
+        ...outcomeValues,
+        next.token,
+        next.holder,
+        Math.min(ttl, handoffLeaseMs, maxHold ?? ttl),
+        maxHold,
+        key,
+      ],
+    );
+    await run(`DELETE FROM ${this.waiters} WHERE token = ?`, [next.token]);
+    // Rung after the commit, on the same server only (connection ids are per server).
+    const doorbell = (next.doorbell as string | null) ?? '';
+    const here = String(next.here);
+    const id = doorbell.startsWith(here) ? doorbell.slice(here.length) : '';
+    return {
+      result: { released: true, handedTo: String(next.owner) },
+      after: /^\d+$/.test(id)
+        ? () =>
+            run(`KILL QUERY ${id}`, []).catch((killError: unknown) => {
+              if ((killError as { errno?: number }).errno !== ER_NO_SUCH_THREAD) throw killError;
+            })
+        : undefined,
+    };
   }
 
   async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
 import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
@@ -51,7 +51,10 @@ export class PostgresDialect implements LockDialect {
   private lease: Promise<PgPool> | undefined;
   private leaseClient: PgListenClient | undefined;
 
-  constructor(dataSource: DataSource, tableName: string) {
+  constructor(
+    readonly dataSource: DataSource,
+    tableName: string,
+  ) {
     const schema = (dataSource.options as { schema?: string }).schema;
     const qualified = tableName.includes('.') || !schema ? tableName : `${schema}.${tableName}`;
     const quote = (name: string) =>
@@ -234,6 +237,28 @@ export class PostgresDialect implements LockDialect {
     };
     if (row.hold_until !== null) result.holdUntilUs = toNumber(row.hold_until);
     return result;
+  }
+
+  async releaseWithin(
+    runner: QueryRunner,
+    command: ReleaseCommand,
+  ): Promise<{ result: ReleaseResult; afterCommit?: () => void }> {
+    const { key, token, outcome, error, handoffLeaseMs, minHoldMs } = command;
+    // The same statement, unnamed, on the transaction's own client: its NOTIFY is delivered
+    // when the caller commits.
+    const client = (runner as unknown as { databaseConnection: PgPool }).databaseConnection;
+    const { rows } = await client.query({
+      text: this.sql.release.text,
+      values: [key, token, outcome, error, handoffLeaseMs, this.channelPrefix, minHoldMs],
+    });
+    const row = rows[0];
+    if (row === undefined) return { result: { released: false, handedTo: null } };
+    const result: ReleaseResult = {
+      released: true,
+      handedTo: (row.next_owner as string | null) ?? null,
+    };
+    if (row.hold_until !== null) result.holdUntilUs = toNumber(row.hold_until);
+    return { result };
   }
 
   async forceRelease(key: string, error: string, fence?: number): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import { waiterTableName } from '../entities/rlock-waiter.entity';
 import { SCHEMA_ROW } from '../entities/schema-version';
 import type { Doorbell } from '../waiting/doorbell.interface';
@@ -65,7 +65,7 @@ export class SqliteDialect implements LockDialect {
   private enqueueNow!: (c: EnqueueCommand) => Row | undefined;
 
   constructor(
-    private readonly dataSource: DataSource,
+    readonly dataSource: DataSource,
     private readonly tableName: string,
   ) {}
 
@@ -225,21 +225,48 @@ export class SqliteDialect implements LockDialect {
     }
   }
 
+  /** TypeORM's connection, which runs transactional sections (the module's own one in memory). */
+  private get typeormConnection(): Database {
+    return this.shared ?? this.db;
+  }
+
+  /** The statements, prepared on TypeORM's connection (for transactional sections). */
+  private sharedSql: ReturnType<SqliteDialect['prepare']> | undefined;
+
+  async beginWithin(_runner: QueryRunner): Promise<void> {
+    // The write lock at once (one writer at a time), before the section reads: a deferred
+    // transaction that read first could not write after another connection committed.
+    const connection = this.typeormConnection;
+    const claim = connection.prepare(`UPDATE ${this.quoted} SET fence = fence WHERE 0`);
+    await this.retryBusy(() => claim.run());
+  }
+
+  async releaseWithin(
+    _runner: QueryRunner,
+    command: ReleaseCommand,
+  ): Promise<{ result: ReleaseResult; afterCommit?: () => void }> {
+    // On TypeORM's connection, inside the section's transaction (which holds the write
+    // lock since `beginWithin`): the module's own connection could not write now.
+    const connection = this.typeormConnection;
+    const sql = connection === this.db ? this.sql : (this.sharedSql ??= this.prepare(connection));
+    return { result: this.releaseInTransaction(command, sql) };
+  }
+
   /** The release and the hand-off to the first live place of the line, in one transaction. */
-  private releaseInTransaction(c: ReleaseCommand): ReleaseResult {
-    const lock = this.sql.peekToken.get(c.minHoldMs, c.minHoldMs, c.minHoldMs, c.key);
+  private releaseInTransaction(c: ReleaseCommand, sql = this.sql): ReleaseResult {
+    const lock = sql.peekToken.get(c.minHoldMs, c.minHoldMs, c.minHoldMs, c.key);
     if (lock?.token !== c.token) return { released: false, handedTo: null };
     const keep = c.outcome === 'pass' ? 1 : 0;
     // A minimum hold keeps the lock taken: nobody is handed it before then.
     const holdUntil = lock.hold_until ?? null;
-    const next = holdUntil === null ? this.sql.firstPlace.get(c.key) : undefined;
+    const next = holdUntil === null ? sql.firstPlace.get(c.key) : undefined;
     if (next === undefined) {
-      this.sql.free.run(keep, c.outcome, keep, c.error, holdUntil, c.key);
+      sql.free.run(keep, c.outcome, keep, c.error, holdUntil, c.key);
       const result: ReleaseResult = { released: true, handedTo: null };
       if (holdUntil !== null) result.holdUntilUs = Number(holdUntil);
       return result;
     }
-    this.sql.handOver.run(
+    sql.handOver.run(
       keep,
       c.outcome,
       keep,
@@ -253,7 +280,7 @@ export class SqliteDialect implements LockDialect {
       next.max_hold_ms,
       c.key,
     );
-    this.sql.leaveLine.run(next.token);
+    sql.leaveLine.run(next.token);
     const doorbell = next.doorbell as string | null;
     return {
       released: true,
@@ -357,10 +384,10 @@ export class SqliteDialect implements LockDialect {
     }
   }
 
-  private prepare() {
+  private prepare(db: Database = this.db) {
     const t = this.quoted;
     const w = `"${waiterTableName(this.tableName.split('.').pop()!)}"`;
-    const prepare = (sql: string) => this.db.prepare(sql);
+    const prepare = (sql: string) => db.prepare(sql);
     // Granting statements return GRANTED_COLUMNS as arrays: an object row costs
     // better-sqlite3 a name lookup per column (about a microsecond per row).
     const granting = (sql: string) => prepare(`${sql} RETURNING ${GRANTED_COLUMNS}`).raw(true);

@@ -1,3 +1,5 @@
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+
 /**
  * Options of `RLockService.lock()` and `tryLock()`.
  * @publicApi
@@ -38,6 +40,17 @@ export interface LockOptions {
 export interface WithLockOptions extends LockOptions {
   /** How long to wait for the lock, in ms; `0` makes exactly one attempt. Default: the module's `acquireTimeoutMs`. */
   acquireTimeoutMs?: number;
+  /**
+   * A transactional section: `fn` runs inside a transaction on the lock store's data source
+   * and gets its `EntityManager`; on success the release (with the hand-off to the next
+   * waiter) runs inside that transaction just before it commits, so the work and the
+   * release commit together, and a holder that lost the lock cannot commit (the release
+   * matches nothing: rolled back, {@link LockLostError}). A throw rolls the work back and
+   * the error is stored by a release outside it. The grant and renewals stay outside.
+   */
+  transactional?: boolean;
+  /** The transaction's isolation level (with `transactional`). Default: the database's. */
+  isolationLevel?: IsolationLevel;
 }
 
 /** Keys accepted in {@link LockOptions}. */
@@ -50,4 +63,9 @@ export const LOCK_OPTION_KEYS = [
   'oncePer',
 ] as const;
 /** Keys accepted in {@link WithLockOptions}. */
-export const WITH_LOCK_OPTION_KEYS = [...LOCK_OPTION_KEYS, 'acquireTimeoutMs'] as const;
+export const WITH_LOCK_OPTION_KEYS = [
+  ...LOCK_OPTION_KEYS,
+  'acquireTimeoutMs',
+  'transactional',
+  'isolationLevel',
+] as const;

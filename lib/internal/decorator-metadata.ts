@@ -1,6 +1,9 @@
 /** Metadata (on the prototype and method name) listing the parameters marked `@LastError()`. */
 export const LAST_ERROR_PARAMS = Symbol('rlock:last-error-params');
 
+/** Metadata (on the prototype and method name) listing the parameters marked `@LockManager()`. */
+export const LOCK_MANAGER_PARAMS = Symbol('rlock:lock-manager-params');
+
 /** Metadata (on the prototype and method name) marking a method wrapped by `@WithRemoteLock`. */
 export const LOCKED_METHOD = Symbol('rlock:locked-method');
 

@@ -1,5 +1,7 @@
 import { METHOD_METADATA } from '@nestjs/common/constants';
 import { isObservable, Observable, throwError, type Subscriber } from 'rxjs';
+import type { EntityManager } from 'typeorm';
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import { AcquireTimeoutError } from '../errors/acquire-timeout.error';
 import { LockConflictException } from '../errors/lock-conflict.exception';
 import { LockLostError } from '../errors/lock-lost.error';
@@ -8,7 +10,11 @@ import type { LockOptions } from '../interfaces/lock-options.interface';
 import type { RemoteLock } from '../remote-lock';
 import { MESSAGES } from '../rlock.messages';
 import { RLockService } from '../rlock.service';
-import { LAST_ERROR_PARAMS, RLOCK_SERVICE_PROPERTY } from './decorator-metadata';
+import {
+  LAST_ERROR_PARAMS,
+  LOCK_MANAGER_PARAMS,
+  RLOCK_SERVICE_PROPERTY,
+} from './decorator-metadata';
 import { runInLockScope } from './lock-context';
 import { assertLockName } from './validate';
 
@@ -29,6 +35,8 @@ export interface LockedMethodConfig {
   minHoldMs?: number;
   maxHoldMs?: number;
   oncePer?: number | string;
+  /** A transactional section, with its isolation level (see `WithLockOptions.transactional`). */
+  transaction?: { isolationLevel?: IsolationLevel };
   /** The prototype (or class, for a static method) and name of the decorated method. */
   target: object;
   key: string | symbol;
@@ -40,6 +48,8 @@ export interface LockedMethodConfig {
   isRoute?: boolean;
   /** Cached at the first call: indexes of the `@LastError()` parameters (null: none). */
   lastErrorParams?: number[] | null;
+  /** Cached at the first call: indexes of the `@LockManager()` parameters (null: none). */
+  managerParams?: number[] | null;
 }
 
 /**
@@ -60,7 +70,7 @@ export function createLockedMethod(original: Method, config: LockedMethodConfig)
       return config.lazy ? throwError(() => error) : Promise.reject(error);
     }
     if (service.disabled) {
-      return original.apply(this, withLastError(config, args, null));
+      return original.apply(this, withLastError(config, args, null, undefined));
     }
     // Route metadata is complete once the app runs: look it up once per method.
     const isRoute = (config.isRoute ??=
@@ -99,14 +109,19 @@ function withLastError(
   config: LockedMethodConfig,
   args: unknown[],
   value: Error | null,
+  manager: EntityManager | undefined,
 ): unknown[] {
   // Parameter decorators have all run before the first call: read them once.
   const params = (config.lastErrorParams ??=
     (Reflect.getMetadata(LAST_ERROR_PARAMS, config.target, config.key) as number[] | undefined) ??
     null);
-  if (params === null) return args;
+  const managers = (config.managerParams ??=
+    (Reflect.getMetadata(LOCK_MANAGER_PARAMS, config.target, config.key) as number[] | undefined) ??
+    null);
+  if (params === null && managers === null) return args;
   const copy = [...args];
-  for (const index of params) copy[index] = value;
+  for (const index of params ?? []) copy[index] = value;
+  for (const index of managers ?? []) copy[index] = manager;
   return copy;
 }
 
@@ -126,41 +141,45 @@ class LockedCall {
     const lock = await this.acquire();
     if (lock === null) return undefined;
     return new Promise((resolve, reject) => {
-      const outcome: Promise<unknown> = this.service.runHolding(lock, () => {
-        const result = this.run(lock);
-        if (!isObservable(result)) return result;
-        return new Promise<void>((finished, failed) => {
-          let subscribed = false;
-          // Nobody subscribed in time: the lock was released with this error.
-          let unsubscribed: LockLostError | undefined;
-          const waitMs = Math.max(
-            MIN_SUBSCRIBE_WAIT_MS,
-            this.config.acquireTimeoutMs ?? this.service.defaultAcquireTimeoutMs,
-          );
-          const timer = setTimeout(() => {
-            unsubscribed = new LockLostError(
-              lock.name,
-              MESSAGES.decorator.notSubscribed(this.config.label, waitMs),
+      const outcome: Promise<unknown> = this.service.runHolding(
+        lock,
+        (_, manager) => {
+          const result = this.run(lock, manager);
+          if (!isObservable(result)) return result;
+          return new Promise<void>((finished, failed) => {
+            let subscribed = false;
+            // Nobody subscribed in time: the lock was released with this error.
+            let unsubscribed: LockLostError | undefined;
+            const waitMs = Math.max(
+              MIN_SUBSCRIBE_WAIT_MS,
+              this.config.acquireTimeoutMs ?? this.service.defaultAcquireTimeoutMs,
             );
-            failed(unsubscribed);
-          }, waitMs);
-          timer.unref();
-          resolve(
-            new Observable((subscriber) => {
-              if (unsubscribed) return subscriber.error(unsubscribed);
-              if (subscribed) return result.subscribe(subscriber);
-              subscribed = true;
-              clearTimeout(timer);
-              runInLockScope(lock, () => relay(result, subscriber)).then(finished, failed);
-              outcome.then(
-                () => subscriber.complete(),
-                (error: unknown) => subscriber.error(error),
+            const timer = setTimeout(() => {
+              unsubscribed = new LockLostError(
+                lock.name,
+                MESSAGES.decorator.notSubscribed(this.config.label, waitMs),
               );
-              return undefined;
-            }),
-          );
-        });
-      });
+              failed(unsubscribed);
+            }, waitMs);
+            timer.unref();
+            resolve(
+              new Observable((subscriber) => {
+                if (unsubscribed) return subscriber.error(unsubscribed);
+                if (subscribed) return result.subscribe(subscriber);
+                subscribed = true;
+                clearTimeout(timer);
+                runInLockScope(lock, () => relay(result, subscriber)).then(finished, failed);
+                outcome.then(
+                  () => subscriber.complete(),
+                  (error: unknown) => subscriber.error(error),
+                );
+                return undefined;
+              }),
+            );
+          });
+        },
+        this.config.transaction,
+      );
       outcome.then(resolve, reject);
     });
   }
@@ -172,12 +191,16 @@ class LockedCall {
       const work = async () => {
         const lock = await this.acquire(unsubscribed.signal);
         if (lock === null) return;
-        await this.service.runHolding(lock, () => {
-          if (subscriber.closed) return undefined;
-          const result = this.run(lock);
-          if (isObservable(result)) return relay(result, subscriber);
-          return Promise.resolve(result).then((value) => subscriber.next(value));
-        });
+        await this.service.runHolding(
+          lock,
+          (_, manager) => {
+            if (subscriber.closed) return undefined;
+            const result = this.run(lock, manager);
+            if (isObservable(result)) return relay(result, subscriber);
+            return Promise.resolve(result).then((value) => subscriber.next(value));
+          },
+          this.config.transaction,
+        );
       };
       work().then(
         () => subscriber.complete(),
@@ -187,8 +210,11 @@ class LockedCall {
     });
   }
 
-  private run(lock: RemoteLock): unknown {
-    return this.original.apply(this.host, withLastError(this.config, this.args, lock.lastError));
+  private run(lock: RemoteLock, manager: EntityManager | undefined): unknown {
+    return this.original.apply(
+      this.host,
+      withLastError(this.config, this.args, lock.lastError, manager),
+    );
   }
 
   private async acquire(signal?: AbortSignal): Promise<RemoteLock | null> {

@@ -96,6 +96,19 @@ export function assertOptionalBoolean(value: unknown, argument: string): void {
   }
 }
 
+/** A transaction isolation level TypeORM knows, or undefined. */
+export function assertOptionalIsolationLevel(value: unknown, argument: string): void {
+  const levels: unknown[] = [
+    'READ UNCOMMITTED',
+    'READ COMMITTED',
+    'REPEATABLE READ',
+    'SERIALIZABLE',
+  ];
+  if (value !== undefined && !levels.includes(value)) {
+    throw new InvalidArgumentError(argument, MESSAGES.invalid.isolationLevel(describe(value)));
+  }
+}
+
 /** An AbortSignal or undefined. */
 export function assertOptionalSignal(value: unknown, argument: string): void {
   if (value !== undefined && !(value instanceof AbortSignal)) {
