@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import {
   InvalidArgumentError,
   LastError,
+  LockDatabaseError,
   LockLostError,
   LockManager,
   RLockService,
@@ -218,6 +219,71 @@ describe.each(testDatabases())('Transactional sections on $label', (db) => {
     expect(again.lastError?.message).toBe('decorated failure');
     expect(await committed(app2, `${id}y`)).toBe(true);
   });
+
+  it('keeps the lock through renewals while a long section runs, then commits', async () => {
+    const renewed: string[] = [];
+    const subscription = app1.service.events$.subscribe((event) => {
+      if (event.type === 'renewed' || event.type === 'renewal-failed') renewed.push(event.type);
+    });
+    try {
+      await app1.service.withLock(
+        name,
+        { transactional: true, ttlMs: 900 },
+        async (lock, manager) => {
+          await work(manager, id);
+          // Past a renewal (a third of the lease); on SQLite within the lease, which its
+          // renewals cannot extend while the section holds the write lock.
+          await sleep(db.kind === 'sqlite' ? 500 : 1_000);
+          expect(lock.isHeld).toBe(true);
+        },
+      );
+    } finally {
+      subscription.unsubscribe();
+    }
+    expect(await committed(app2, id)).toBe(true);
+    expect((await app2.service.inspect(name))?.lastOutcome).toBe('released');
+    // SQLite: the renewals wait for the section's write lock (retried), and go through after it.
+    if (db.kind !== 'sqlite') expect(renewed).toContain('renewed');
+    expect(renewed).not.toContain('renewal-failed');
+  });
+
+  if (db.kind === 'sqlite') {
+    it('SQLite: a section past its lease sees its signal abort, and still commits (nobody could take over)', async () => {
+      let aborted: unknown;
+      await app1.service.withLock(
+        name,
+        { transactional: true, ttlMs: 300 },
+        async (lock, manager) => {
+          await work(manager, id);
+          await sleep(600);
+          aborted = lock.signal.reason;
+        },
+      );
+      expect(aborted).toBeInstanceOf(LockLostError);
+      expect(await committed(app2, id)).toBe(true);
+      expect((await app2.service.inspect(name))?.lastOutcome).toBe('released');
+    });
+  }
+
+  if (db.kind === 'postgres') {
+    it('PostgreSQL, REPEATABLE READ: a renewal during the section makes the release a serialization failure (documented)', async () => {
+      await expect(
+        app1.service.withLock(
+          name,
+          { transactional: true, ttlMs: 600, isolationLevel: 'REPEATABLE READ' },
+          async (_lock, manager) => {
+            await work(manager, id);
+            await sleep(700);
+          },
+        ),
+      ).rejects.toBeInstanceOf(LockDatabaseError);
+      expect(await committed(app2, id)).toBe(false);
+      // Released outside with that failure: free for the next holder, who is told.
+      const state = await app2.service.inspect(name);
+      expect(state?.status).toBe('free');
+      expect(state?.lastOutcome).toBe('error');
+    });
+  }
 
   it('runs at the isolation level asked for', async () => {
     await app1.service.withLock(
