@@ -389,6 +389,8 @@ export class RLockService
         this.afterRelease(lease.key, released, lock);
         return true;
       });
+      // The section called `lock.unlock()` itself: released outside, its work commits alone.
+      if (!committed) await open.commitTransaction();
     } catch (error) {
       if (!committed) await this.rollback(open);
       await open.release().catch(() => undefined);
