@@ -98,6 +98,21 @@ const TESTS = {
     'R1 load through the fence-checking store with a random fault every 10–20 s (kill, stop, session kill, restart)',
     'anomalies 0; recovery-time distribution',
   ],
+  R16a: [
+    'Direct hand-off: releaser killed mid-release',
+    'the holder is killed 0–8 ms after sending its release, while the next process waits in line',
+    'overlaps 0; fences strictly increasing; lost outcomes 0 (a release that never committed shows as LeaseExpiredError naming it)',
+  ],
+  R16b: [
+    'Direct hand-off: next waiter killed as it is handed the lock',
+    'the first process in line is killed from 2 ms before to 20 ms after the release that hands it the lock',
+    'overlaps 0; the line moves on after the hand-off lease (≈ 1.5 s), never a whole lease; lost outcomes 0',
+  ],
+  R16c: [
+    'Direct hand-off: a waiter gives up as it is handed the lock',
+    'a waiter times out within ±20 ms of the release that hands it the lock',
+    'the lock is passed on with the stored outcome unchanged; overlaps 0; lost outcomes 0',
+  ],
 };
 
 function load() {
