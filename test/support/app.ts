@@ -22,7 +22,9 @@ export async function createTestApp(
   const module = await Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({ ...db.options(), synchronize, autoLoadEntities: true }),
-      RLockModule.forRoot(options),
+      // Locks a test leaves held would hold app.close() for the default grace (5 s), past
+      // jest's hook timeout: tests of the grace set their own.
+      RLockModule.forRoot({ shutdownGraceMs: 500, ...options }),
       ...(extra.imports ?? []),
     ],
     providers: extra.providers ?? [],
