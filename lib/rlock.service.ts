@@ -666,7 +666,11 @@ export class RLockService
         token,
         ttlMs: call.ttlMs,
         renew: (ttlMs) =>
-          this.database('renewal', name, () => this.dialect.extend(key, token, ttlMs)),
+          this.database('renewal', name, () =>
+            // A bound of its own, well inside the lease: a renewal that gets no answer fails,
+            // and the lock tries again while the lease lasts (never waits for one answer).
+            withinMs(this.dialect.extend(key, token, ttlMs), ttlMs / 3),
+          ),
         release: (outcome, error) => this.release(key, token, outcome, error, call.minHoldMs, lock),
         events: this.emitter,
         grantedAt: performance.now(),
@@ -847,4 +851,22 @@ export class RLockService
       throw new LockDatabaseError(MESSAGES.databaseError(operation, name), error);
     }
   }
+}
+
+/** Rejects when `promise` has not settled within `ms` (the promise itself runs on). */
+function withinMs<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(MESSAGES.noAnswer(Math.round(ms)))), ms);
+    timer.unref();
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }

@@ -88,6 +88,26 @@ describe.each(testDatabases())('RLockService time bounds on $label', (db) => {
     }
   });
 
+  it('gives up a renewal that gets no answer within a third of the lease, and renews again in time', async () => {
+    const extend = app.dialect.extend.bind(app.dialect);
+    let calls = 0;
+    app.dialect.extend = (...args) => {
+      // The first renewal never gets an answer (a connection that hangs).
+      if (++calls === 1) return new Promise<never>(() => undefined);
+      return extend(...args);
+    };
+    try {
+      const lock = await app.service.lock('renewal-bound', 1_000, { ttlMs: 900 });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      expect(calls).toBeGreaterThan(2);
+      expect(lock.isHeld).toBe(true);
+      expect(lock.signal.aborted).toBe(false);
+      await lock.unlock();
+    } finally {
+      app.dialect.extend = extend;
+    }
+  });
+
   if (db.kind === 'sqlite') return;
 
   it('settles within its timeout plus a small bound when every pooled connection is taken', async () => {
