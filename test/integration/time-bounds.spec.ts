@@ -150,9 +150,11 @@ describe.each(testDatabases())('RLockService time bounds on $label', (db) => {
   });
 });
 
-describe.each(testDatabases().filter((db) => db.kind !== 'sqlite'))(
+describe.each(testDatabases())(
   'lease renewals on $label while the application fills the pool',
   (db) => {
+    // A server's pool (SQLite has its own connection); never an empty table for describe.each.
+    if (db.kind === 'sqlite') return;
     /** Holds every pooled connection in a transaction until `release()` is called. */
     async function fillPool(app: Awaited<ReturnType<typeof startApp>>, size: number) {
       let finish!: () => void;
