@@ -342,14 +342,16 @@ export class MysqlDialect implements LockDialect {
     const { key, token, outcome, error, minHoldMs } = command;
     const keep = outcome === 'pass';
     // Mostly nobody waits: one statement frees the lock. Otherwise (or when it is not this
-    // token's any more) the transaction below finds out and hands the lock over.
+    // token's any more, or a minimum hold may be left to report) the transaction below
+    // finds out and hands the lock over.
+    if (minHoldMs !== null)
+      return this.transaction<ReleaseResult>((run) => this.releaseSteps(run, command));
     const freed = await this.query<ResultHeader>(
       `UPDATE ${this.table} SET ${keep ? '' : 'last_outcome = ?, last_error = ?, '}token = NULL,
-         hold_until = IF(? IS NOT NULL AND acquired_at + ? * 1000 > ${NOW}, acquired_at + ? * 1000, NULL),
-         released_at = ${NOW}
+         hold_until = NULL, released_at = ${NOW}
        WHERE id = ? AND token = ?
          AND NOT EXISTS (SELECT 1 FROM ${this.waiters} AS q WHERE q.lock_id = ? AND q.expires_at > ${NOW})`,
-      [...(keep ? [] : [outcome, error]), minHoldMs, minHoldMs, minHoldMs, key, token, key],
+      [...(keep ? [] : [outcome, error]), key, token, key],
     );
     if (freed.affectedRows === 1) return { released: true, handedTo: null };
     return this.transaction<ReleaseResult>((run) => this.releaseSteps(run, command));
